@@ -1,0 +1,106 @@
+# Build / test entry points for vrg-analysis (GNU make).
+#   make venv      install .venv (pinned by constraints.txt: CPU torch 2.13.0)
+#   make mathjax   local MathJax 3 copy for the offline book
+#   make execute   run notebooks/*.ipynb with papermill into book/notebooks/
+#   make book      build the Jupyter Book into _build/html
+#   make test      ruff + pytest + nbmake + execute + strict book build
+#   make clean     remove _build and book/notebooks
+# Do NOT set MPLBACKEND=Agg here: glued figures would become text (see STACK.md).
+
+SHELL := bash
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := book
+
+export HF_HUB_OFFLINE := 1
+
+PYTHON3     ?= python3
+VENV        := .venv
+VENV_STAMP  := $(VENV)/.installed
+BIN         := $(VENV)/bin
+PIP         := $(BIN)/python -m pip
+CONSTRAINTS := constraints.txt
+PAPERMILL   := $(BIN)/papermill
+JB          := $(BIN)/jupyter-book
+PYTEST      := $(BIN)/pytest
+RUFF        := $(BIN)/ruff
+
+# Notebook parameters: notebooks/params/$(PARAMS).yaml, passed only when it exists.
+PARAMS      ?= quick
+PARAM_FILE  := notebooks/params/$(PARAMS).yaml
+PARAM_ARGS  := $(if $(wildcard $(PARAM_FILE)),-f $(PARAM_FILE))
+# Records the PARAMS value used last, so switching PARAMS reruns the notebooks.
+PARAM_STAMP := book/notebooks/.params
+
+NOTEBOOKS   := $(wildcard notebooks/*.ipynb)
+EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
+LIB_SRC     := $(wildcard vrg_analysis/*.py)
+
+MATHJAX_VERSION := 3.2.2
+MATHJAX_DIR     := book/assets/mathjax
+MATHJAX_JS      := $(MATHJAX_DIR)/tex-mml-chtml.js
+
+# First chapter of _toc.yml, printed after `make book`.
+FIRST_CHAPTER := _build/html/book/notebooks/vrg_on_exact_testbed.html
+
+.PHONY: venv mathjax execute book test clean FORCE
+
+# ---------------------------------------------------------------- venv
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON3) -m venv $(VENV)
+	$(PIP) install -c $(CONSTRAINTS) --upgrade pip
+	$(PIP) install -c $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+# ---------------------------------------------------------------- mathjax
+# Only the es5 build is kept (tex-mml-chtml.js plus the fonts/extensions it loads
+# lazily: output/chtml/fonts/woff-v2, input/tex/extensions, a11y, sre, ui).
+# Without npm/network this warns and the book still builds (math then needs a CDN).
+mathjax: $(MATHJAX_JS)
+
+$(MATHJAX_JS):
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	if command -v npm >/dev/null 2>&1 \
+	   && (cd "$$tmp" && timeout 180 npm pack --silent --fetch-retries=1 mathjax@$(MATHJAX_VERSION)) >/dev/null 2>&1 \
+	   && tar -xzf "$$tmp/mathjax-$(MATHJAX_VERSION).tgz" -C "$$tmp" package/es5 package/LICENSE \
+	   && test -f "$$tmp/package/es5/tex-mml-chtml.js"; then \
+	  rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR) \
+	  && cp -R "$$tmp/package/es5/." $(MATHJAX_DIR)/ \
+	  && cp "$$tmp/package/LICENSE" $(MATHJAX_DIR)/LICENSE \
+	  && echo "MathJax $(MATHJAX_VERSION) installed in $(MATHJAX_DIR)"; \
+	else \
+	  echo "WARNING: could not fetch mathjax@$(MATHJAX_VERSION) with npm;" \
+	       "the book builds but math will not render offline." >&2; \
+	fi
+
+# ---------------------------------------------------------------- execute
+execute: $(EXECUTED)
+
+book/notebooks:
+	mkdir -p $@
+
+$(PARAM_STAMP): FORCE | book/notebooks
+	@test "$$(cat $@ 2>/dev/null)" = "$(PARAMS)" || echo "$(PARAMS)" > $@
+
+book/notebooks/%.ipynb: notebooks/%.ipynb $(LIB_SRC) $(wildcard $(PARAM_FILE)) $(PARAM_STAMP) \
+		| $(VENV_STAMP) book/notebooks
+	$(PAPERMILL) --cwd notebooks -k python3 $(PARAM_ARGS) $< $@
+
+# ---------------------------------------------------------------- book
+book: venv mathjax execute
+	$(JB) build .
+	@echo "Open _build/html/index.html"
+	@echo "First chapter: $(abspath $(FIRST_CHAPTER))"
+
+# ---------------------------------------------------------------- test
+test: venv mathjax
+	$(RUFF) check .
+	$(PYTEST) tests
+	$(PYTEST) --nbmake --nbmake-timeout=600 notebooks/
+	$(MAKE) --no-print-directory execute
+	$(JB) build . -W --keep-going --all
+
+# ---------------------------------------------------------------- clean
+clean:
+	rm -rf _build book/notebooks

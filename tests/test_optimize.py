@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+import torch
+from official_excerpt import CPE_OPTIMIZED
+
+from vrg_analysis import (
+    ErrorProfile,
+    MLPSGDConfig,
+    NoiseSchedule,
+    Trajectory,
+    cumulative_prediction_error,
+    optimize_trajectory,
+    read_official_profile,
+    read_official_trajectory,
+    time_quadratic,
+)
+from vrg_analysis.optimize import ratio_bounds
+
+SCHED = NoiseSchedule.linear()
+
+
+def _smooth_profile() -> ErrorProfile:
+    """A synthetic profile shaped like the official CIFAR-10 one (decays with noise level)."""
+    t = np.arange(1000)
+    a = SCHED.alpha_bar(t)
+    return ErrorProfile(alpha_bar=a, mse=0.5 * a**3 + 0.02 * a + 1e-5, timesteps=t)
+
+
+@pytest.fixture(scope="module")
+def official(official_dir):
+    profile = read_official_profile(official_dir / "MSE_vs_alpha_bar_cifar10.txt")
+    traj = read_official_trajectory(
+        official_dir / "trajectories" / "dpm_alphaBar_1-010-time_quadratic.txt"
+    )
+    return profile, traj
+
+
+def test_acceptance_on_official_profile(official):
+    profile, traj = official
+    res = optimize_trajectory(traj, profile, gamma=0.01, reg_lambda=100.0)
+    assert res.cpe_final <= 0.4190
+    assert res.cpe_final < CPE_OPTIMIZED  # beats the official optimiser's 0.423855
+    assert res.regularizer_final <= 1e-6
+    assert res.wall_time_s < 1.0
+    assert res.converged and res.moved
+    assert res.optimized.K == traj.K
+    assert res.cpe_final == pytest.approx(cumulative_prediction_error(res.optimized, profile))
+    _, lo, hi = ratio_bounds(traj, 0.01)
+    r_new, _, _ = ratio_bounds(res.optimized, 0.01)
+    assert np.all(r_new >= lo - 1e-12) and np.all(r_new <= hi + 1e-12)
+
+
+def test_keep_start_holds_the_noisiest_level(official):
+    profile, traj = official
+    res = optimize_trajectory(traj, profile, keep_start=True)
+    assert res.optimized.alpha_bar[0] == pytest.approx(traj.alpha_bar[0], rel=1e-9)
+    assert res.converged
+    assert res.cpe_final < res.cpe_initial
+    assert res.regularizer_final == 0.0
+
+
+def test_exact_never_worse_than_start_and_respects_box():
+    prof = _smooth_profile()
+    for k in (5, 10, 20):
+        traj = time_quadratic(SCHED, k)
+        res = optimize_trajectory(traj, prof, gamma=0.05)
+        assert res.objective_final <= res.objective_initial + 1e-15
+        r0, lo, hi = ratio_bounds(traj, 0.05)
+        r1, _, _ = ratio_bounds(res.optimized, 0.05)
+        assert np.all(r1 >= lo - 1e-12) and np.all(r1 <= hi + 1e-12)
+        assert res.optimized.K == k
+
+
+def test_exact_is_a_local_minimum():
+    """Perturbing the optimum inside the box never lowers the objective (KKT in practice)."""
+    prof = _smooth_profile()
+    traj = time_quadratic(SCHED, 8)
+    res = optimize_trajectory(traj, prof, gamma=0.02, reg_lambda=100.0)
+    from vrg_analysis.optimize import _Objective
+
+    obj = _Objective(prof, float(traj.alpha_bar[0]), 100.0)
+    r_opt, _, _ = ratio_bounds(res.optimized, 0.02)
+    _, lo, hi = ratio_bounds(traj, 0.02)
+    f_opt, _ = obj.numpy_value_and_grad(r_opt)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        r = np.clip(r_opt + rng.normal(scale=1e-4, size=r_opt.size), lo, hi)
+        assert obj.numpy_value_and_grad(r)[0] >= f_opt - 1e-10
+
+
+def test_mlp_sgd_moves_toward_the_optimum_and_is_seeded():
+    prof = _smooth_profile()
+    traj = time_quadratic(SCHED, 10)
+    cfg = MLPSGDConfig(epochs=150, hidden_dim=64, input_dim=32, lr=2e-3)
+    a = optimize_trajectory(
+        traj, prof, method="mlp_sgd", mlp=cfg, generator=torch.Generator().manual_seed(1)
+    )
+    b = optimize_trajectory(
+        traj, prof, method="mlp_sgd", mlp=cfg, generator=torch.Generator().manual_seed(1)
+    )
+    exact = optimize_trajectory(traj, prof)
+    np.testing.assert_array_equal(a.optimized.alpha_bar, b.optimized.alpha_bar)
+    assert a.objective_final < a.objective_initial
+    assert exact.objective_final <= a.objective_final + 1e-12
+    assert a.config["mlp"]["epochs"] == 150
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, -0.1, float("nan"), 2])
+def test_gamma_out_of_range(gamma):
+    with pytest.raises(ValueError, match="gamma .* must lie in \\(0, 1\\)"):
+        optimize_trajectory(time_quadratic(SCHED, 5), _smooth_profile(), gamma=gamma)
+
+
+def test_other_bad_inputs():
+    prof = _smooth_profile()
+    traj = time_quadratic(SCHED, 5)
+    with pytest.raises(ValueError, match="unknown optimisation method 'adam'"):
+        optimize_trajectory(traj, prof, method="adam")
+    with pytest.raises(ValueError, match="reg_lambda must be a finite number >= 0"):
+        optimize_trajectory(traj, prof, reg_lambda=-1.0)
+    narrow = ErrorProfile(alpha_bar=[0.5, 0.9], mse=[0.1, 0.2])
+    with pytest.raises(ValueError, match="does not cover"):
+        optimize_trajectory(traj, narrow)
+    with pytest.raises(ValueError, match="keep_start=True is only available"):
+        optimize_trajectory(traj, prof, method="mlp_sgd", keep_start=True)
+
+
+def test_result_serialises():
+    res = optimize_trajectory(time_quadratic(SCHED, 5), _smooth_profile())
+    d = res.to_dict()
+    assert d["optimized"]["alpha_bar"] == list(res.optimized.alpha_bar)
+    assert Trajectory.from_dict(d["optimized"]).K == 5
+    assert d["moved"] is True

@@ -1,0 +1,114 @@
+import re
+
+import numpy as np
+import pytest
+from official_excerpt import TIME_QUADRATIC_10
+
+from vrg_analysis import (
+    NoiseSchedule,
+    Trajectory,
+    baseline,
+    karras,
+    logsnr_uniform,
+    read_official_trajectory,
+    time_quadratic,
+)
+
+SCHED = NoiseSchedule.linear()
+# The files print 8 decimals; at alpha_bar ~ 4e-5 that rounding alone is ~1.2e-4 relative, so the
+# comparison allows half a unit of the last printed digit as well as the 1e-4 relative tolerance.
+RTOL, ATOL = 1e-4, 5e-9
+
+
+def test_time_quadratic_matches_embedded_official_values():
+    ref = Trajectory.from_clean_order(TIME_QUADRATIC_10[1:])
+    np.testing.assert_allclose(time_quadratic(SCHED, 10).alpha_bar, ref.alpha_bar, RTOL, ATOL)
+
+
+def test_every_official_file_is_reproduced(official_dir):
+    names = {
+        "time_uniform": "time_uniform",
+        "time_quadratic": "time_quadratic",
+        "logSNR": "logsnr_uniform",
+    }
+    checked = 0
+    for path in sorted((official_dir / "trajectories").glob("dpm_alphaBar_*.txt")):
+        order, steps, skip = re.match(r"dpm_alphaBar_(\d)-(\d+)-(.+)\.txt", path.name).groups()
+        # Higher-order logSNR files place DPM-Solver's intermediate points, not K uniform levels.
+        if skip == "logSNR" and order != "1":
+            continue
+        ref = read_official_trajectory(path)
+        mine = baseline(names[skip], SCHED, int(steps))
+        assert mine.K == ref.K == int(steps)
+        np.testing.assert_allclose(mine.alpha_bar, ref.alpha_bar, RTOL, ATOL, err_msg=path.name)
+        checked += 1
+    assert checked >= 40
+
+
+def test_sampling_order_and_indexing():
+    tr = time_quadratic(SCHED, 10)
+    assert tr.K == 10 and np.all(np.diff(tr.alpha_bar) > 0)
+    assert tr.alpha_bar[0] == pytest.approx(SCHED.alpha_bar(999), rel=1e-12)
+    np.testing.assert_array_equal(tr.alpha_bar_from_clean, tr.alpha_bar[::-1])
+    assert np.all(np.diff(tr.sigma) < 0)
+
+
+def test_logsnr_is_uniform_in_lambda_and_karras_in_sigma_rho():
+    lam = logsnr_uniform(SCHED, 12).lambda_
+    full = np.append(lam, float(SCHED.lambda_(0)))
+    np.testing.assert_allclose(np.diff(full), np.diff(full)[0], rtol=1e-9)
+    sig = karras(SCHED, 8).sigma
+    np.testing.assert_allclose(np.diff(sig ** (1 / 7)), np.diff(sig ** (1 / 7))[0], rtol=1e-9)
+    assert sig[0] == pytest.approx(float(SCHED.sigma(999)), rel=1e-9)
+    assert sig[-1] == pytest.approx(float(SCHED.sigma(0)), rel=1e-9)
+
+
+def test_json_round_trip(tmp_path):
+    tr = logsnr_uniform(SCHED, 7)
+    again = Trajectory.from_json(tr.to_json())
+    np.testing.assert_array_equal(again.alpha_bar, tr.alpha_bar)
+    assert again.name == tr.name
+    path = tr.save(tmp_path / "t.json")
+    np.testing.assert_array_equal(Trajectory.load(path).alpha_bar, tr.alpha_bar)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([0.1, 0.5, 0.4], r"strictly increasing: .*\[1\] = 0.5 >= .*\[2\] = 0.4"),
+        ([0.1, float("nan")], r"alpha_bar\[1\] = nan is not finite"),
+        ([0.0, 0.5], r"alpha_bar\[0\] = 0.0 is outside the open interval"),
+        ([0.2, 1.0], r"alpha_bar\[1\] = 1.0 is outside"),
+        ([[0.1, 0.2]], "one-dimensional"),
+        ([], "at least 1"),
+    ],
+)
+def test_invalid_trajectories(values, message):
+    with pytest.raises(ValueError, match=message):
+        Trajectory(np.asarray(values, dtype=float))
+
+
+def test_unknown_baseline_and_bad_steps():
+    with pytest.raises(ValueError, match="unknown baseline 'time_cubic'"):
+        baseline("time_cubic", SCHED, 10)
+    with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
+        time_quadratic(SCHED, 0)
+
+
+def test_official_reader_errors(tmp_path):
+    good = "# order : 1\n# steps : 3\n# skip_type : time_uniform\n0.9999\n0.9\n0.5\n0.1\n"
+    p = tmp_path / "t.txt"
+    p.write_text(good)
+    assert read_official_trajectory(p).K == 3
+    p.write_text(good.replace("0.5\n0.1\n", "0.5\n"))  # truncated
+    with pytest.raises(ValueError, match="header says 3 steps, so 4 values, but found 3"):
+        read_official_trajectory(p)
+    p.write_text(good.replace("0.5", "0.5x"))
+    with pytest.raises(ValueError, match=r"t.txt:6: not an alpha_bar value: '0.5x'"):
+        read_official_trajectory(p)
+    p.write_text(good.replace("0.5", "0.95"))  # not monotone
+    with pytest.raises(ValueError, match="invalid trajectory"):
+        read_official_trajectory(p)
+    p.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no alpha_bar values"):
+        read_official_trajectory(p)

@@ -1,0 +1,325 @@
+"""VRG trajectory optimisation: minimise the cumulative prediction error inside the gamma box.
+
+Write a trajectory as per-step ratios from the clean end, ``r_1 = a_1``, ``r_k = a_k / a_{k-1}``
+(so ``a_k = prod_{j<=k} r_j``). Each ratio may move by at most
+``gamma_k = min(gamma, r_k, 1 - r_k)`` (the paper's *learning portion* ``gamma``). VRG minimises
+
+    L(r) = CPE(a(r)) + reg_lambda * (a_K(r) - a_K_orig)^2                              (VRG)
+
+where the penalty keeps the starting noise level (DESIGN.md). Two solvers:
+
+* ``method="exact"`` (default): L-BFGS-B on the ratios with the gamma box as bounds and the
+  analytic gradient (autograd in float64). With ``keep_start=True`` the penalty is replaced by the
+  hard constraint ``a_K = a_K_orig`` (SLSQP, constraint ``sum log r_k = log a_K_orig``).
+* ``method="mlp_sgd"``: the paper's approach re-implemented: an MLP with a constant input maps to K
+  outputs, ``r = r_orig + tanh(out) * gamma_k``, trained with SGD + momentum (weight gradients
+  squashed by ``tanh``, as the official code), the lowest loss seen is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy.optimize import minimize
+from tqdm.auto import tqdm
+
+from .cpe import cumulative_prediction_error
+from .profiling import ErrorProfile
+from .trajectories import Trajectory
+
+__all__ = ["OptimizationResult", "MLPSGDConfig", "optimize_trajectory", "ratio_bounds", "METHODS"]
+
+log = logging.getLogger(__name__)
+Method = Literal["exact", "mlp_sgd"]
+METHODS: tuple[str, ...] = ("exact", "mlp_sgd")
+FloatArray = NDArray[np.float64]
+# Bounds are shrunk by this relative margin so that no ratio reaches 0 or 1 exactly (the paper's
+# tanh parameterisation keeps them in the open box too).
+_BOX_MARGIN = 1e-9
+
+
+@dataclass(frozen=True)
+class MLPSGDConfig:
+    """Hyper-parameters of the paper's optimiser (official defaults: 3000 epochs, lr 2e-4)."""
+
+    epochs: int = 3000
+    lr: float = 2e-4
+    momentum: float = 0.9
+    input_dim: int = 1000
+    hidden_dim: int = 2000
+    input_value: float = 0.5
+
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    """Outcome of :func:`optimize_trajectory`: both trajectories and what the solver did."""
+
+    initial: Trajectory
+    optimized: Trajectory
+    method: str
+    gamma: float
+    reg_lambda: float
+    keep_start: bool
+    objective_initial: float
+    objective_final: float
+    cpe_initial: float
+    cpe_final: float
+    regularizer_final: float
+    iterations: int
+    converged: bool
+    message: str
+    wall_time_s: float
+    extrapolated: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def moved(self) -> bool:
+        """Whether any level changed by more than 1e-9 relative (a solver can stop at once)."""
+        a0, a1 = self.initial.alpha_bar, self.optimized.alpha_bar
+        return bool(np.max(np.abs(a1 - a0) / a0) > 1e-9)
+
+    @property
+    def start_level_shift(self) -> float:
+        """Relative move of the noisiest level, ``a_K_new / a_K_orig - 1``."""
+        return float(self.optimized.alpha_bar[0] / self.initial.alpha_bar[0] - 1.0)
+
+    @property
+    def cpe_reduction(self) -> float:
+        """``1 - CPE_final / CPE_initial``."""
+        return 1.0 - self.cpe_final / self.cpe_initial
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("initial", "optimized")}
+        d["initial"] = self.initial.to_dict()
+        d["optimized"] = self.optimized.to_dict()
+        d["moved"] = self.moved
+        d["start_level_shift"] = self.start_level_shift
+        return d
+
+
+def ratio_bounds(trajectory: Trajectory, gamma: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Ratios ``r`` (clean end first) and their box ``r_k -+ gamma_k``, ``gamma_k = min(gamma, r_k,
+    1 - r_k)``."""
+    a = trajectory.alpha_bar_from_clean
+    r = np.concatenate([a[:1], a[1:] / a[:-1]])
+    g = np.minimum(np.minimum(gamma, r), 1.0 - r) * (1.0 - _BOX_MARGIN)
+    return r, r - g, r + g
+
+
+class _Objective:
+    """(VRG) as a float64 torch function of the ratios, shared by both solvers."""
+
+    def __init__(self, profile: ErrorProfile, a_k_orig: float, reg_lambda: float) -> None:
+        self.xp = torch.tensor(np.array(profile.alpha_bar), dtype=torch.float64)
+        self.fp = torch.tensor(np.array(profile.mse), dtype=torch.float64)
+        self.lo, self.hi = profile.alpha_bar_range
+        self.a_k_orig = a_k_orig
+        self.reg_lambda = reg_lambda
+
+    def w(self, a: torch.Tensor) -> torch.Tensor:
+        """Linear interpolation in alpha_bar, end segments extended (no kink at the range ends)."""
+        idx = torch.searchsorted(self.xp, a.detach()).clamp(1, self.xp.numel() - 1)
+        x0, x1 = self.xp[idx - 1], self.xp[idx]
+        f0, f1 = self.fp[idx - 1], self.fp[idx]
+        return (f0 + (f1 - f0) * (a - x0) / (x1 - x0)).clamp_min(0.0)
+
+    def terms(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.cumprod(r, dim=0)  # a_k = prod_{j<=k} r_j
+        sigma = torch.sqrt((1.0 - a) / a)
+        prev = torch.cat([sigma.new_zeros(1), sigma[:-1]])
+        cpe = torch.sum((sigma - prev) ** 2 * self.w(a))  # (CPE)
+        reg = self.reg_lambda * (a[-1] - self.a_k_orig) ** 2
+        return cpe, reg
+
+    def numpy_value_and_grad(
+        self, r: FloatArray, with_reg: bool = True
+    ) -> tuple[float, FloatArray]:
+        rt = torch.tensor(r, dtype=torch.float64, requires_grad=True)
+        cpe, reg = self.terms(rt)
+        loss = cpe + reg if with_reg else cpe
+        loss.backward()
+        assert rt.grad is not None
+        return loss.item(), rt.grad.numpy().copy()
+
+
+def _to_trajectory(r: FloatArray, name: str) -> Trajectory:
+    return Trajectory.from_clean_order(np.cumprod(r), name=name)
+
+
+def _validate(
+    gamma: float, reg_lambda: float, method: str, profile: ErrorProfile, trajectory: Trajectory
+) -> None:
+    if not isinstance(trajectory, Trajectory):
+        raise TypeError(f"trajectory must be a Trajectory, got {type(trajectory).__name__}")
+    if not isinstance(profile, ErrorProfile):
+        raise TypeError(f"profile must be an ErrorProfile, got {type(profile).__name__}")
+    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and 0.0 < gamma < 1.0):
+        raise ValueError(f"gamma (learning portion) must lie in (0, 1), got {gamma!r}")
+    if not (isinstance(reg_lambda, (int, float)) and math.isfinite(reg_lambda) and reg_lambda >= 0):
+        raise ValueError(f"reg_lambda must be a finite number >= 0, got {reg_lambda!r}")
+    if method not in METHODS:
+        raise ValueError(f"unknown optimisation method {method!r}; expected one of {METHODS}")
+    profile.w(trajectory.alpha_bar)  # raises, naming the level, if the profile does not cover it
+
+
+def optimize_trajectory(
+    trajectory: Trajectory,
+    profile: ErrorProfile,
+    *,
+    gamma: float = 0.01,
+    reg_lambda: float = 100.0,
+    method: Method = "exact",
+    keep_start: bool = False,
+    mlp: MLPSGDConfig | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> OptimizationResult:
+    """Minimise (VRG) over the trajectory's ratios inside the gamma box; K is kept.
+
+    ``keep_start=True`` (exact method only) holds the noisiest level fixed exactly instead of the
+    paper's penalty, which on the raw alpha_bar scale barely holds it (DESIGN.md, pitfalls).
+    ``generator`` seeds the MLP's initial weights (``mlp_sgd``).
+    """
+    _validate(gamma, reg_lambda, method, profile, trajectory)
+    if keep_start and method != "exact":
+        raise ValueError("keep_start=True is only available with method='exact'")
+    r0, lo, hi = ratio_bounds(trajectory, gamma)
+    a_k_orig = float(trajectory.alpha_bar[0])
+    obj = _Objective(profile, a_k_orig, 0.0 if keep_start else float(reg_lambda))
+    f0, _ = obj.numpy_value_and_grad(r0)
+    start = time.perf_counter()
+    config: dict[str, Any] = {
+        "gamma": gamma,
+        "reg_lambda": reg_lambda,
+        "method": method,
+        "keep_start": keep_start,
+    }
+    if method == "exact":
+        r, iterations, converged, message = _solve_exact(obj, r0, lo, hi, keep_start, a_k_orig)
+    else:
+        cfg = mlp or MLPSGDConfig()
+        config["mlp"] = asdict(cfg)
+        r, iterations, converged, message = _solve_mlp_sgd(
+            obj, r0, hi - r0, cfg, generator, progress
+        )
+    wall = time.perf_counter() - start
+    optimized = _to_trajectory(r, f"vrg({trajectory.name})")
+    cpe_t, reg_t = obj.terms(torch.as_tensor(r, dtype=torch.float64))
+    extrapolated = not profile.covers(optimized)
+    result = OptimizationResult(
+        initial=trajectory,
+        optimized=optimized,
+        method=method,
+        gamma=float(gamma),
+        reg_lambda=float(reg_lambda),
+        keep_start=keep_start,
+        objective_initial=f0,
+        objective_final=float(cpe_t + reg_t),
+        cpe_initial=cumulative_prediction_error(trajectory, profile),
+        cpe_final=cumulative_prediction_error(
+            optimized, profile, outside="linear" if extrapolated else "error"
+        ),
+        regularizer_final=float(reg_t),
+        iterations=iterations,
+        converged=converged,
+        message=message,
+        wall_time_s=wall,
+        extrapolated=extrapolated,
+        config=config,
+    )
+    if not result.moved:
+        log.warning("VRG optimisation returned the input unchanged (%s)", message)
+    log.info(
+        "VRG %s: CPE %.6f -> %.6f in %.3fs", method, result.cpe_initial, result.cpe_final, wall
+    )
+    return result
+
+
+def _solve_exact(
+    obj: _Objective,
+    r0: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    keep_start: bool,
+    a_k_orig: float,
+) -> tuple[FloatArray, int, bool, str]:
+    bounds = list(zip(lo, hi, strict=True))
+    if not keep_start:
+        res = minimize(
+            obj.numpy_value_and_grad,
+            r0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 30},
+        )
+    else:
+        log_ak = math.log(a_k_orig)
+        constraint = {
+            "type": "eq",
+            "fun": lambda r: np.sum(np.log(r)) - log_ak,
+            "jac": lambda r: 1.0 / r,
+        }
+        res = minimize(
+            lambda r: obj.numpy_value_and_grad(r, with_reg=False),
+            r0,
+            jac=True,
+            method="SLSQP",
+            bounds=bounds,
+            constraints=[constraint],
+            options={"maxiter": 2000, "ftol": 1e-14},
+        )
+    r = np.clip(np.asarray(res.x, dtype=np.float64), lo, hi)
+    return r, int(res.nit), bool(res.success), str(res.message)
+
+
+def _solve_mlp_sgd(
+    obj: _Objective,
+    r0: FloatArray,
+    portion: FloatArray,
+    cfg: MLPSGDConfig,
+    generator: torch.Generator | None,
+    progress: bool,
+) -> tuple[FloatArray, int, bool, str]:
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    dims = [cfg.input_dim, cfg.hidden_dim, cfg.hidden_dim, r0.size]
+    layers = []
+    for fan_in, fan_out in zip(dims[:-1], dims[1:], strict=True):
+        lin = torch.nn.Linear(fan_in, fan_out, dtype=torch.float64)
+        # torch's default Linear initialisation, drawn from our generator.
+        torch.nn.init.kaiming_uniform_(lin.weight, a=math.sqrt(5), generator=gen)
+        torch.nn.init.uniform_(
+            lin.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=gen
+        )
+        layers.append(lin)
+    net = torch.nn.Sequential(*layers)  # linear layers, no activation: as the paper's code
+    seed = torch.full((cfg.input_dim,), cfg.input_value, dtype=torch.float64)
+    base = torch.as_tensor(r0, dtype=torch.float64)
+    lp = torch.as_tensor(portion, dtype=torch.float64)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    best_loss, best_r = math.inf, r0.copy()
+    for _ in tqdm(range(cfg.epochs), desc="VRG mlp_sgd", disable=not progress):
+        opt.zero_grad()
+        r = base + torch.tanh(net(seed)) * lp  # r = r_orig + tanh(out) * gamma_k
+        cpe, reg = obj.terms(r)
+        loss = cpe + reg
+        if loss.item() < best_loss:
+            best_loss, best_r = loss.item(), r.detach().numpy().copy()
+        loss.backward()
+        for lin in layers:  # the official "gradient clip": weight gradients squashed by tanh
+            assert lin.weight.grad is not None
+            lin.weight.grad = torch.tanh(torch.tanh(lin.weight.grad))
+        opt.step()
+    with torch.no_grad():
+        r = base + torch.tanh(net(seed)) * lp
+        cpe, reg = obj.terms(r)
+        if float(cpe + reg) < best_loss:
+            best_r = r.numpy().copy()
+    return best_r, cfg.epochs, True, f"{cfg.epochs} SGD epochs (lowest loss kept)"

@@ -1,0 +1,344 @@
+"""Prediction-error profiles and Algorithm 1 of the paper (profiling on training data).
+
+*Prediction error* at level ``a``: ``delta = eps_hat(x_t, t) - eps`` with
+``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` (DESIGN.md). Algorithm 1 draws fresh ``eps`` for every
+training sample and timestep and records statistics of ``delta``; the mean squared error averaged
+over dimensions is the profile ``w(a)`` that VRG's objective weights each step with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._checks import as_float_vector, check_open_unit_interval
+from .io import atomic_open, provenance, read_official_columns, sha256_array, sha256_file
+from .models import EpsModel, checked_eps
+from .schedules import NoiseSchedule
+from .trajectories import Trajectory
+
+__all__ = ["ErrorProfile", "profile_prediction_error", "read_official_profile"]
+
+log = logging.getLogger(__name__)
+FloatArray = NDArray[np.float64]
+Outside = Literal["error", "clamp", "linear"]
+_OPTIONAL = ("mean", "variance", "skewness", "kurtosis", "count", "mse_sem", "timesteps")
+
+
+@dataclass(frozen=True, eq=False)
+class ErrorProfile:
+    """Prediction-error statistics per noise level, sorted by increasing ``alpha_bar``.
+
+    ``mse`` is ``E[delta^2]`` averaged over dimensions (the profile ``w``); ``mean``, ``variance``,
+    ``skewness`` and ``kurtosis`` (excess) describe the pooled elements of ``delta``; ``mse_sem`` is
+    the standard error of ``mse`` across samples and ``count`` the number of samples per level.
+    Optional statistics are ``None`` where not measured (e.g. the official text format).
+    """
+
+    alpha_bar: FloatArray
+    mse: FloatArray
+    mean: FloatArray | None = None
+    variance: FloatArray | None = None
+    skewness: FloatArray | None = None
+    kurtosis: FloatArray | None = None
+    count: FloatArray | None = None
+    mse_sem: FloatArray | None = None
+    timesteps: FloatArray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        a = as_float_vector(self.alpha_bar, "profile alpha_bar", min_len=2)
+        bad = np.flatnonzero((a < 0.0) | (a >= 1.0))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"profile alpha_bar[{i}] = {float(a[i])!r} is outside [0, 1)")
+        mse = as_float_vector(self.mse, "profile mse", min_len=2)
+        if mse.shape != a.shape:
+            raise ValueError(f"profile mse has {mse.size} values but alpha_bar has {a.size}")
+        neg = np.flatnonzero(mse < 0.0)
+        if neg.size:
+            i = int(neg[0])
+            raise ValueError(f"profile mse[{i}] = {float(mse[i])!r} is negative")
+        order = np.argsort(a, kind="stable")
+        a = a[order]
+        dup = np.flatnonzero(np.diff(a) <= 0.0)
+        if dup.size:
+            i = int(dup[0])
+            raise ValueError(f"profile alpha_bar has the level {float(a[i])!r} twice")
+        object.__setattr__(self, "alpha_bar", _frozen(a))
+        object.__setattr__(self, "mse", _frozen(mse[order]))
+        for name in _OPTIONAL:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            arr = np.asarray(v, dtype=np.float64)
+            if arr.shape != order.shape:
+                raise ValueError(f"profile {name} has shape {arr.shape}, expected {order.shape}")
+            object.__setattr__(self, name, _frozen(arr[order]))
+
+    # --------------------------------------------------------------- reading w(a)
+    @property
+    def alpha_bar_range(self) -> tuple[float, float]:
+        return float(self.alpha_bar[0]), float(self.alpha_bar[-1])
+
+    def w(self, alpha_bar: ArrayLike, *, outside: Outside = "error") -> FloatArray:
+        """``w(alpha_bar)``: the MSE read by linear interpolation in ``alpha_bar``.
+
+        ``outside`` decides what happens beyond the measured range: ``"error"`` (default) raises
+        naming the level, ``"clamp"`` holds the end value (the official implementation's
+        behaviour), ``"linear"`` extends the end segment (no kink at the ends).
+        """
+        x = np.asarray(alpha_bar, dtype=np.float64)
+        lo, hi = self.alpha_bar_range
+        if outside == "error":
+            flat = x.reshape(-1)
+            bad = np.flatnonzero(~np.isfinite(flat) | (flat < lo) | (flat > hi))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(
+                    f"the profile does not cover alpha_bar[{i}] = {float(flat[i])!r}: "
+                    f"it was measured on [{lo:.6g}, {hi:.6g}]"
+                )
+        elif outside not in ("clamp", "linear"):
+            raise ValueError(f"outside must be 'error', 'clamp' or 'linear', got {outside!r}")
+        out = np.interp(x, self.alpha_bar, self.mse)
+        if outside == "linear":
+            a, m = self.alpha_bar, self.mse
+            left_slope = (m[1] - m[0]) / (a[1] - a[0])
+            right_slope = (m[-1] - m[-2]) / (a[-1] - a[-2])
+            out = np.where(x < lo, m[0] + left_slope * (x - lo), out)
+            out = np.where(x > hi, m[-1] + right_slope * (x - hi), out)
+            out = np.maximum(out, 0.0)
+        return out
+
+    def covers(self, trajectory: Trajectory) -> bool:
+        lo, hi = self.alpha_bar_range
+        return bool(trajectory.alpha_bar[0] >= lo and trajectory.alpha_bar[-1] <= hi)
+
+    def mse_confidence_interval(self, level: float = 0.95) -> tuple[FloatArray, FloatArray]:
+        """Normal-approximation interval of ``mse`` per level from ``mse_sem``."""
+        if self.mse_sem is None:
+            raise ValueError("this profile has no mse_sem (standard errors were not measured)")
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + level / 2.0))
+        return self.mse - z * self.mse_sem, self.mse + z * self.mse_sem
+
+    # --------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Save arrays and metadata as ``.npz`` atomically (temporary file, then rename)."""
+        path = Path(path)
+        arrays = {"alpha_bar": self.alpha_bar, "mse": self.mse}
+        for name in _OPTIONAL:
+            v = getattr(self, name)
+            if v is not None:
+                arrays[name] = v
+        meta = json.dumps(self.metadata, sort_keys=True, default=str)
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, metadata_json=np.array(meta), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ErrorProfile:
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable profile archive ({exc})") from exc
+        for key in ("alpha_bar", "mse", "metadata_json"):
+            if key not in data:
+                raise ValueError(f"{path}: profile archive lacks the array {key!r}")
+        meta = json.loads(str(data.pop("metadata_json")))
+        return cls(metadata=meta, **data)
+
+    def __repr__(self) -> str:
+        lo, hi = self.alpha_bar_range
+        src = self.metadata.get("model", "?")
+        return (
+            f"ErrorProfile(levels={self.alpha_bar.size}, alpha_bar=[{lo:.3g}, {hi:.4g}], "
+            f"model={src!r})"
+        )
+
+
+def _frozen(a: FloatArray) -> FloatArray:
+    a = np.array(a, dtype=np.float64, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+def read_official_profile(
+    path: str | Path, second_column: Literal["alpha_bar", "one_minus_beta"] = "alpha_bar"
+) -> ErrorProfile:
+    """Read the official ``ts  alpha_bar  MSE`` text format (e.g. ``MSE_vs_alpha_bar_cifar10.txt``).
+
+    Rows are kept as written, including the official safeguard row (``alpha_bar = 0``, MSE 0).
+    The LSUN-Bedroom file's second column is ``1 - beta_t``, not alpha_bar: pass
+    ``second_column="one_minus_beta"`` and alpha_bar is rebuilt as the cumulative product over
+    timesteps.
+    """
+    path = Path(path)
+    rows = read_official_columns(path, 3)
+    ts, col, mse = rows[:, 0], rows[:, 1], rows[:, 2]
+    if np.any(np.diff(ts) <= 0):
+        i = int(np.flatnonzero(np.diff(ts) <= 0)[0])
+        raise ValueError(f"{path}: timesteps must increase, row {i + 1} has ts {ts[i + 1]:g}")
+    if second_column == "one_minus_beta":
+        alpha_bar = np.cumprod(col)
+    elif second_column == "alpha_bar":
+        alpha_bar = col
+    else:
+        raise ValueError(
+            f"second_column must be 'alpha_bar' or 'one_minus_beta', got {second_column!r}"
+        )
+    # The files round alpha_bar to 6 decimals, so two timesteps near alpha_bar = 4.6e-5 share a
+    # level; such ties are merged (mean MSE, first timestep) to keep w(a) a function.
+    levels, first, inverse, counts = np.unique(
+        alpha_bar, return_index=True, return_inverse=True, return_counts=True
+    )
+    if levels.size < alpha_bar.size:
+        log.info("%s: merged %d tied alpha_bar rows", path.name, alpha_bar.size - levels.size)
+        mse = np.bincount(inverse, weights=mse) / counts
+        ts, alpha_bar = ts[first], levels
+    meta = {
+        "source": "official VRG text format",
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "second_column": second_column,
+    }
+    try:
+        return ErrorProfile(alpha_bar=alpha_bar, mse=mse, timesteps=ts, metadata=meta)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+# ------------------------------------------------------------------- Algorithm 1
+class _Moments:
+    """Streaming sums per timestep, in float64: pooled elements and per-sample MSE."""
+
+    def __init__(self, n_levels: int) -> None:
+        z = lambda: np.zeros(n_levels, dtype=np.float64)  # noqa: E731
+        self.s1, self.s2, self.s3, self.s4 = z(), z(), z(), z()
+        self.n_elem, self.n_samp, self.m1, self.m2 = z(), z(), z(), z()
+
+    def add(self, level: NDArray[np.int64], delta: Tensor) -> None:
+        d = delta.detach().to(torch.float64).reshape(delta.shape[0], -1).cpu()
+        per_sample = d.pow(2).mean(dim=1).numpy()
+        dims = d.shape[1]
+        np.add.at(self.s1, level, d.sum(1).numpy())
+        np.add.at(self.s2, level, d.pow(2).sum(1).numpy())
+        np.add.at(self.s3, level, d.pow(3).sum(1).numpy())
+        np.add.at(self.s4, level, d.pow(4).sum(1).numpy())
+        np.add.at(self.n_elem, level, float(dims))
+        np.add.at(self.n_samp, level, 1.0)
+        np.add.at(self.m1, level, per_sample)
+        np.add.at(self.m2, level, per_sample**2)
+
+    def finish(self) -> dict[str, FloatArray]:
+        n = self.n_elem
+        mean = self.s1 / n
+        mse = self.s2 / n
+        var = np.maximum(mse - mean**2, 0.0)
+        # central moments from raw ones
+        c3 = self.s3 / n - 3 * mean * self.s2 / n + 2 * mean**3
+        c4 = self.s4 / n - 4 * mean * self.s3 / n + 6 * mean**2 * self.s2 / n - 3 * mean**4
+        with np.errstate(divide="ignore", invalid="ignore"):
+            skew = np.where(var > 0, c3 / var**1.5, 0.0)
+            kurt = np.where(var > 0, c4 / var**2 - 3.0, 0.0)
+            ns = self.n_samp
+            m_var = np.maximum(self.m2 / ns - (self.m1 / ns) ** 2, 0.0) * ns / np.maximum(ns - 1, 1)
+            sem = np.sqrt(m_var / ns)
+        return {
+            "mse": mse,
+            "mean": mean,
+            "variance": var,
+            "skewness": skew,
+            "kurtosis": kurt,
+            "count": ns,
+            "mse_sem": sem,
+        }
+
+
+def profile_prediction_error(
+    model: EpsModel,
+    data: Tensor,
+    timesteps: Sequence[int] | ArrayLike | None = None,
+    *,
+    schedule: NoiseSchedule | None = None,
+    batch_size: int = 1024,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    model_name: str = "model",
+    data_name: str = "data",
+) -> ErrorProfile:
+    """Algorithm 1: profile ``delta = eps_hat(x_t, t) - eps`` on training data.
+
+    For every training timestep in ``timesteps`` (default: all of the schedule's) and every row
+    of ``data``, draw a fresh ``eps ~ N(0, I)``, form ``x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps``
+    (DDPM eq. 4) and record ``delta``. (sample, timestep) pairs are batched together, so one model
+    call covers many timesteps. Deterministic given ``generator``.
+    """
+    sched = schedule or model.schedule
+    if not isinstance(data, Tensor):
+        raise TypeError(f"data must be a torch.Tensor of clean samples, got {type(data).__name__}")
+    if data.ndim < 2 or data.shape[0] < 2:
+        raise ValueError(f"data needs shape [n >= 2, ...], got {tuple(data.shape)}")
+    if not torch.isfinite(data).all():
+        raise ValueError("data contains non-finite values")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+    ts = np.arange(sched.num_timesteps) if timesteps is None else np.asarray(timesteps)
+    ts = as_float_vector(ts, "timesteps")
+    sched.alpha_bar(ts)  # validates the range, naming a bad timestep
+    if np.unique(ts).size != ts.size:
+        raise ValueError("timesteps contain duplicates")
+    alpha_bar = sched.alpha_bar(ts)
+    check_open_unit_interval(alpha_bar, "alpha_bar of timesteps")
+
+    device = torch.device(device)
+    n = int(data.shape[0])
+    n_pairs = n * ts.size
+    moments = _Moments(ts.size)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    a_all = torch.as_tensor(alpha_bar, dtype=data.dtype)
+    t_all = torch.as_tensor(
+        ts, dtype=torch.float32 if data.dtype != torch.float64 else torch.float64
+    )
+    bar = tqdm(total=n_pairs, desc="profiling", disable=not progress, unit="pair")
+    with torch.no_grad():
+        for start in range(0, n_pairs, batch_size):
+            idx = np.arange(start, min(start + batch_size, n_pairs))
+            level, row = idx // n, idx % n
+            x0 = data[torch.as_tensor(row)]
+            eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+            a = a_all[torch.as_tensor(level)].reshape(-1, *([1] * (x0.ndim - 1)))
+            x_t = a.sqrt() * x0 + (1.0 - a).sqrt() * eps
+            t = t_all[torch.as_tensor(level)]
+            eps_hat = checked_eps(model, x_t.to(device), t.to(device))
+            moments.add(level, eps_hat.to("cpu", x0.dtype) - eps)
+            bar.update(idx.size)
+    bar.close()
+    stats = moments.finish()
+    meta = {
+        "model": model_name,
+        "data": data_name,
+        "data_sha256": sha256_array(data.detach().cpu().numpy()),
+        "n_samples": n,
+        "schedule": sched.name,
+        "generator_seed": int(gen.initial_seed()),
+        "batch_size": batch_size,
+        "versions": provenance(),
+    }
+    log.info("profiled %d timesteps x %d samples", ts.size, n)
+    return ErrorProfile(alpha_bar=alpha_bar, timesteps=ts, metadata=meta, **stats)

@@ -1,0 +1,236 @@
+"""Sampling trajectories: K noise levels in sampling order, and the baselines VRG starts from.
+
+A :class:`Trajectory` holds ``alpha_bar`` in **sampling order**: noisiest first, strictly
+increasing, inside (0, 1). The sampler walks the levels in that order and its last step goes from
+the least noisy level to the clean sample (``sigma = 0``). VRG's formulas index the same levels
+from the clean end (``a_1`` least noisy, ``a_K`` noisiest, ``a_0 = 1``);
+:attr:`Trajectory.alpha_bar_from_clean` gives that order.
+
+The baselines follow DPM-Solver's skip types for a discrete-time model (Lu et al. 2022,
+``get_time_steps``): continuous time ``s = (t + 1) / N`` runs from ``s_T = 1`` down to ``s_0 = 1/N``
+in K intervals, uniformly in ``s`` (``time_uniform``), in ``sqrt(s)`` (``time_quadratic``) or in
+half log-SNR ``lambda_`` (``logsnr_uniform``); the K+1 grid points are mapped through the schedule
+and the endpoint ``s_0`` (timestep 0) is dropped, since VRG's last step ends at the clean sample.
+``karras`` is EDM's rho-spacing (Karras et al. 2022, eq. 5) in ``sigma``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._checks import as_float_vector, check_open_unit_interval, check_strictly_increasing
+from .io import atomic_write_text
+from .schedules import (
+    NoiseSchedule,
+    alpha_bar_from_lambda,
+    alpha_bar_from_sigma,
+    lambda_from_alpha_bar,
+    sigma_from_alpha_bar,
+)
+
+__all__ = [
+    "Trajectory",
+    "BASELINES",
+    "baseline",
+    "time_uniform",
+    "time_quadratic",
+    "logsnr_uniform",
+    "karras",
+    "read_official_trajectory",
+]
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """K noise levels in sampling order (noisiest first), validated on construction.
+
+    Parameters
+    ----------
+    alpha_bar:
+        The levels, strictly increasing, each inside (0, 1).
+    name:
+        A label (``"time_quadratic"``, ``"vrg(time_quadratic)"``, ...) used in tables and plots.
+    """
+
+    alpha_bar: FloatArray
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        a = as_float_vector(self.alpha_bar, "alpha_bar")
+        check_open_unit_interval(a, "alpha_bar")
+        check_strictly_increasing(a, "alpha_bar (sampling order, noisiest first)")
+        a = a.copy()
+        a.setflags(write=False)
+        object.__setattr__(self, "alpha_bar", a)
+
+    @property
+    def K(self) -> int:  # noqa: N802 - the paper's symbol
+        """Number of levels, which is the number of DDIM steps."""
+        return int(self.alpha_bar.size)
+
+    def __len__(self) -> int:
+        return self.K
+
+    @property
+    def sigma(self) -> FloatArray:
+        """``sigma`` at each level, sampling order (decreasing)."""
+        return sigma_from_alpha_bar(self.alpha_bar)
+
+    @property
+    def lambda_(self) -> FloatArray:
+        return lambda_from_alpha_bar(self.alpha_bar)
+
+    @property
+    def alpha_bar_from_clean(self) -> FloatArray:
+        """``a_1 .. a_K``: least noisy first, VRG's indexing (DESIGN.md, CPE)."""
+        return self.alpha_bar[::-1].copy()
+
+    @classmethod
+    def from_clean_order(cls, alpha_bar: ArrayLike, name: str = "custom") -> Trajectory:
+        """Build from levels listed least noisy first (the official files' order)."""
+        return cls(as_float_vector(alpha_bar, "alpha_bar")[::-1], name=name)
+
+    def timesteps(self, schedule: NoiseSchedule) -> FloatArray:
+        """Fractional training timesteps of the levels under ``schedule``."""
+        return schedule.t_from_alpha_bar(self.alpha_bar)
+
+    def renamed(self, name: str) -> Trajectory:
+        return Trajectory(self.alpha_bar, name=name)
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "alpha_bar": [float(v) for v in self.alpha_bar]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Trajectory:
+        if not isinstance(data, dict) or "alpha_bar" not in data:
+            raise ValueError(f"a trajectory record needs an 'alpha_bar' list, got {data!r}")
+        return cls(data["alpha_bar"], name=str(data.get("name", "custom")))  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        # repr() of a float round-trips exactly, so JSON keeps every bit.
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Trajectory:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"trajectory JSON is malformed: {exc}") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON atomically (temporary file, then rename)."""
+        return atomic_write_text(Path(path), self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectory:
+        return cls.from_json(Path(path).read_text())
+
+    def __repr__(self) -> str:
+        a = self.alpha_bar
+        return f"Trajectory(name={self.name!r}, K={self.K}, alpha_bar=[{a[0]:.4g} .. {a[-1]:.4g}])"
+
+
+# --------------------------------------------------------------------- baselines
+def _check_steps(num_steps: int) -> int:
+    if isinstance(num_steps, bool) or int(num_steps) != num_steps or int(num_steps) < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    return int(num_steps)
+
+
+def _from_continuous_time(schedule: NoiseSchedule, s: FloatArray, name: str) -> Trajectory:
+    """Map DPM-Solver's continuous time ``s = (t + 1) / N`` to levels, dropping the ``s_0`` end."""
+    n = schedule.num_timesteps
+    t = np.clip(s * n - 1.0, 0.0, schedule.t_max)
+    return Trajectory(schedule.alpha_bar(t[:-1]), name=name)
+
+
+def time_uniform(schedule: NoiseSchedule, num_steps: int) -> Trajectory:
+    """K levels uniform in continuous time from ``s_T = 1`` to ``s_0 = 1/N`` (excluded)."""
+    k = _check_steps(num_steps)
+    n = schedule.num_timesteps
+    return _from_continuous_time(schedule, np.linspace(1.0, 1.0 / n, k + 1), "time_uniform")
+
+
+def time_quadratic(schedule: NoiseSchedule, num_steps: int) -> Trajectory:
+    """K levels uniform in ``sqrt(s)`` (DPM-Solver's ``time_quadratic``, t_order = 2)."""
+    k = _check_steps(num_steps)
+    n = schedule.num_timesteps
+    s = np.linspace(1.0, np.sqrt(1.0 / n), k + 1) ** 2
+    return _from_continuous_time(schedule, s, "time_quadratic")
+
+
+def logsnr_uniform(schedule: NoiseSchedule, num_steps: int) -> Trajectory:
+    """K levels uniform in half log-SNR between the schedule's ends (DPM-Solver's ``logSNR``)."""
+    k = _check_steps(num_steps)
+    lam_t = float(lambda_from_alpha_bar(schedule.alpha_bar_min))
+    lam_0 = float(lambda_from_alpha_bar(schedule.alpha_bar_max))
+    lam = np.linspace(lam_t, lam_0, k + 1)
+    return Trajectory(alpha_bar_from_lambda(lam[:-1]), name="logsnr_uniform")
+
+
+def karras(
+    schedule: NoiseSchedule,
+    num_steps: int,
+    rho: float = 7.0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+) -> Trajectory:
+    """EDM's levels (Karras et al. 2022, eq. 5): ``sigma_i`` uniform in ``sigma^(1/rho)``.
+
+    ``sigma_min`` / ``sigma_max`` default to the schedule's ends; all K levels are sampling steps
+    (the final step to ``sigma = 0`` follows the last one).
+    """
+    k = _check_steps(num_steps)
+    if not np.isfinite(rho) or rho <= 0:
+        raise ValueError(f"rho must be a positive number, got {rho!r}")
+    s_min = float(sigma_from_alpha_bar(schedule.alpha_bar_max)) if sigma_min is None else sigma_min
+    s_max = float(sigma_from_alpha_bar(schedule.alpha_bar_min)) if sigma_max is None else sigma_max
+    if not 0 < s_min < s_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {s_min!r} and {s_max!r}")
+    ramp = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
+    inv = 1.0 / rho
+    sig = (s_max**inv + ramp * (s_min**inv - s_max**inv)) ** rho
+    return Trajectory(alpha_bar_from_sigma(sig), name="karras")
+
+
+BASELINES: dict[str, Callable[[NoiseSchedule, int], Trajectory]] = {
+    "time_uniform": time_uniform,
+    "time_quadratic": time_quadratic,
+    "logsnr_uniform": logsnr_uniform,
+    "karras": karras,
+}
+
+
+def baseline(name: str, schedule: NoiseSchedule, num_steps: int) -> Trajectory:
+    """A baseline trajectory by name: one of :data:`BASELINES`."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    return BASELINES[name](schedule, num_steps)
+
+
+def read_official_trajectory(path: str | Path, name: str | None = None) -> Trajectory:
+    """Read an official VRG / DPM-Solver trajectory file (alpha_bar, least noisy first).
+
+    The DPM-Solver files start with the value of timestep 0, which is not a sampling step and is
+    dropped; the optimiser's detailed output lists steps only. See :mod:`vrg_analysis.io`.
+    """
+    from .io import read_official_trajectory_values
+
+    values, has_t0 = read_official_trajectory_values(path)
+    steps = values[1:] if has_t0 else values
+    if steps.size < 1:
+        raise ValueError(f"{path}: holds no sampling step after the timestep-0 value")
+    try:
+        return Trajectory.from_clean_order(steps, name=name or Path(path).stem)
+    except ValueError as exc:
+        raise ValueError(f"{path}: invalid trajectory (listed least noisy first): {exc}") from exc
