@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from scipy.optimize import minimize
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cpe import cumulative_prediction_error
 from .profiling import ErrorProfile
@@ -124,11 +124,14 @@ class _Objective:
         self.reg_lambda = reg_lambda
 
     def w(self, a: torch.Tensor) -> torch.Tensor:
-        """Linear interpolation in alpha_bar, end segments extended (no kink at the range ends)."""
-        idx = torch.searchsorted(self.xp, a.detach()).clamp(1, self.xp.numel() - 1)
+        """Linear interpolation in alpha_bar, held flat beyond the measured range (as the
+        official implementation). Flat, not extended: an extension that falls to zero would let
+        the optimiser push the start level to where the profile was never measured."""
+        x = a.clamp(self.lo, self.hi)
+        idx = torch.searchsorted(self.xp, x.detach()).clamp(1, self.xp.numel() - 1)
         x0, x1 = self.xp[idx - 1], self.xp[idx]
         f0, f1 = self.fp[idx - 1], self.fp[idx]
-        return (f0 + (f1 - f0) * (a - x0) / (x1 - x0)).clamp_min(0.0)
+        return f0 + (f1 - f0) * (x - x0) / (x1 - x0)
 
     def terms(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = torch.cumprod(r, dim=0)  # a_k = prod_{j<=k} r_j
@@ -149,8 +152,11 @@ class _Objective:
         return loss.item(), rt.grad.numpy().copy()
 
 
-def _to_trajectory(r: FloatArray, name: str) -> Trajectory:
-    return Trajectory.from_clean_order(np.cumprod(r), name=name)
+def _to_trajectory(r: FloatArray, name: str, a_k: float | None = None) -> Trajectory:
+    a = np.cumprod(r)
+    if a_k is not None:  # the hard constraint holds to round-off: make it exact
+        a[-1] = a_k
+    return Trajectory.from_clean_order(a, name=name)
 
 
 def _validate(
@@ -177,6 +183,7 @@ def optimize_trajectory(
     reg_lambda: float = 100.0,
     method: Method = "exact",
     keep_start: bool = False,
+    alpha_bar_max: float | None = None,
     mlp: MLPSGDConfig | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
@@ -185,12 +192,17 @@ def optimize_trajectory(
 
     ``keep_start=True`` (exact method only) holds the noisiest level fixed exactly instead of the
     paper's penalty, which on the raw alpha_bar scale barely holds it (DESIGN.md, pitfalls).
-    ``generator`` seeds the MLP's initial weights (``mlp_sgd``).
+    ``alpha_bar_max`` caps the least noisy level (pass the model schedule's ``alpha_bar(0)`` so
+    that no level needs a timestep below 0). ``generator`` seeds the MLP's initial weights.
     """
     _validate(gamma, reg_lambda, method, profile, trajectory)
     if keep_start and method != "exact":
         raise ValueError("keep_start=True is only available with method='exact'")
     r0, lo, hi = ratio_bounds(trajectory, gamma)
+    if alpha_bar_max is not None:
+        if not r0[0] <= alpha_bar_max < 1.0:
+            raise ValueError(f"alpha_bar_max = {alpha_bar_max!r} must lie in [a_1 = {r0[0]!r}, 1)")
+        hi[0] = min(hi[0], alpha_bar_max)
     a_k_orig = float(trajectory.alpha_bar[0])
     obj = _Objective(profile, a_k_orig, 0.0 if keep_start else float(reg_lambda))
     f0, _ = obj.numpy_value_and_grad(r0)
@@ -200,6 +212,7 @@ def optimize_trajectory(
         "reg_lambda": reg_lambda,
         "method": method,
         "keep_start": keep_start,
+        "alpha_bar_max": alpha_bar_max,
     }
     if method == "exact":
         r, iterations, converged, message = _solve_exact(obj, r0, lo, hi, keep_start, a_k_orig)
@@ -210,7 +223,7 @@ def optimize_trajectory(
             obj, r0, hi - r0, cfg, generator, progress
         )
     wall = time.perf_counter() - start
-    optimized = _to_trajectory(r, f"vrg({trajectory.name})")
+    optimized = _to_trajectory(r, f"vrg({trajectory.name})", a_k_orig if keep_start else None)
     cpe_t, reg_t = obj.terms(torch.as_tensor(r, dtype=torch.float64))
     extrapolated = not profile.covers(optimized)
     result = OptimizationResult(
@@ -224,7 +237,7 @@ def optimize_trajectory(
         objective_final=float(cpe_t + reg_t),
         cpe_initial=cumulative_prediction_error(trajectory, profile),
         cpe_final=cumulative_prediction_error(
-            optimized, profile, outside="linear" if extrapolated else "error"
+            optimized, profile, outside="clamp" if extrapolated else "error"
         ),
         regularizer_final=float(reg_t),
         iterations=iterations,
@@ -250,17 +263,14 @@ def _solve_exact(
     keep_start: bool,
     a_k_orig: float,
 ) -> tuple[FloatArray, int, bool, str]:
+    """L-BFGS-B on the box (penalty form) or SLSQP with ``sum log r = log a_K`` (hard form).
+
+    The profile is flat beyond its measured range, so the objective has a kink where the
+    baselines start; a quasi-Newton line search can fail there at once (DESIGN.md, pitfalls).
+    When L-BFGS-B does not report convergence, SLSQP continues from where it stopped.
+    """
     bounds = list(zip(lo, hi, strict=True))
-    if not keep_start:
-        res = minimize(
-            obj.numpy_value_and_grad,
-            r0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 30},
-        )
-    else:
+    if keep_start:
         log_ak = math.log(a_k_orig)
         constraint = {
             "type": "eq",
@@ -276,8 +286,29 @@ def _solve_exact(
             constraints=[constraint],
             options={"maxiter": 2000, "ftol": 1e-14},
         )
-    r = np.clip(np.asarray(res.x, dtype=np.float64), lo, hi)
-    return r, int(res.nit), bool(res.success), str(res.message)
+        return np.clip(res.x, lo, hi), int(res.nit), bool(res.success), f"SLSQP: {res.message}"
+    res = minimize(
+        obj.numpy_value_and_grad,
+        r0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 30},
+    )
+    message, nit = f"L-BFGS-B: {res.message}", int(res.nit)
+    if not res.success:
+        log.info("L-BFGS-B stopped (%s); continuing with SLSQP", res.message)
+        res = minimize(
+            obj.numpy_value_and_grad,
+            np.clip(res.x, lo, hi),
+            jac=True,
+            method="SLSQP",
+            bounds=bounds,
+            options={"maxiter": 2000, "ftol": 1e-15},
+        )
+        message += f"; then SLSQP: {res.message}"
+        nit += int(res.nit)
+    return np.clip(res.x, lo, hi), nit, bool(res.success), message
 
 
 def _solve_mlp_sgd(

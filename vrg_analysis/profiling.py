@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._checks import as_float_vector, check_open_unit_interval
 from .io import atomic_open, provenance, read_official_columns, sha256_array, sha256_file

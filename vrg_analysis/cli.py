@@ -1,0 +1,104 @@
+"""Command line: thin wrappers over the library (``vrg-analysis`` or ``python -m vrg_analysis``).
+
+    vrg-analysis baseline time_quadratic 10 --out traj.json
+    vrg-analysis cpe --profile MSE_vs_alpha_bar_cifar10.txt --trajectory traj.json
+    vrg-analysis optimize --profile P --trajectory T [--gamma 0.01] [--reg-lambda 100]
+                          [--method exact|mlp_sgd] [--keep-start] --out vrg.json
+
+Profiles are read from ``.npz`` (:meth:`ErrorProfile.save`) or the official text format;
+trajectories from JSON (:meth:`Trajectory.save`) or the official text format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cpe import cumulative_prediction_error
+from .io import atomic_write_text
+from .optimize import METHODS, optimize_trajectory
+from .profiling import ErrorProfile, read_official_profile
+from .schedules import SCHEDULE_NAMES, NoiseSchedule
+from .trajectories import BASELINES, Trajectory, baseline, read_official_trajectory
+
+__all__ = ["main", "load_profile", "load_trajectory"]
+
+
+def load_profile(path: str | Path) -> ErrorProfile:
+    """An ``.npz`` profile or an official ``ts alpha_bar MSE`` text file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"profile file not found: {p}")
+    return ErrorProfile.load(p) if p.suffix == ".npz" else read_official_profile(p)
+
+
+def load_trajectory(path: str | Path) -> Trajectory:
+    """A JSON trajectory or an official alpha_bar text file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"trajectory file not found: {p}")
+    return Trajectory.load(p) if p.suffix == ".json" else read_official_trajectory(p)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vrg-analysis", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("baseline", help="write a baseline trajectory as JSON")
+    b.add_argument("name", choices=sorted(BASELINES))
+    b.add_argument("steps", type=int)
+    b.add_argument("--schedule", default="linear", choices=SCHEDULE_NAMES)
+    b.add_argument("--out", type=Path)
+
+    c = sub.add_parser("cpe", help="cumulative prediction error of a trajectory")
+    c.add_argument("--profile", required=True)
+    c.add_argument("--trajectory", required=True)
+
+    o = sub.add_parser("optimize", help="VRG-optimise a trajectory")
+    o.add_argument("--profile", required=True)
+    o.add_argument("--trajectory", required=True)
+    o.add_argument("--gamma", type=float, default=0.01)
+    o.add_argument("--reg-lambda", type=float, default=100.0)
+    o.add_argument("--method", choices=METHODS, default="exact")
+    o.add_argument("--keep-start", action="store_true")
+    o.add_argument("--out", type=Path, help="write the full result as JSON")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "baseline":
+            traj = baseline(args.name, NoiseSchedule.from_name(args.schedule), args.steps)
+            text = traj.to_json()
+            if args.out:
+                traj.save(args.out)
+            print(text)
+        elif args.command == "cpe":
+            profile = load_profile(args.profile)
+            cpe = cumulative_prediction_error(load_trajectory(args.trajectory), profile)
+            print(f"{cpe:.6f}")
+        else:
+            profile = load_profile(args.profile)
+            res = optimize_trajectory(
+                load_trajectory(args.trajectory),
+                profile,
+                gamma=args.gamma,
+                reg_lambda=args.reg_lambda,
+                method=args.method,
+                keep_start=args.keep_start,
+            )
+            if args.out:
+                atomic_write_text(args.out, json.dumps(res.to_dict(), indent=2) + "\n")
+            print(
+                f"CPE {res.cpe_initial:.6f} -> {res.cpe_final:.6f} "
+                f"(start level moved {100 * res.start_level_shift:+.1f}%, "
+                f"converged={res.converged}, {res.wall_time_s:.3f}s)"
+            )
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
