@@ -84,6 +84,7 @@ def test_profile_validation_and_round_trip(tmp_path):
     assert again.metadata == {"model": "m", "seed": 3}
     assert again.variance is None
     assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]  # no temporary file left
+    assert path.stat().st_mode & 0o044  # readable by others, not mkstemp's 0600
 
 
 def test_failed_save_leaves_previous_file_intact(tmp_path, monkeypatch):
