@@ -36,6 +36,8 @@ def test_baseline_and_optimize_commands(tmp_path, official_like, capsys):
             "--trajectory",
             str(out),
             "--keep-start",
+            "--schedule",
+            "linear",
             "--out",
             str(res),
         ]
@@ -43,6 +45,7 @@ def test_baseline_and_optimize_commands(tmp_path, official_like, capsys):
     assert code == 0
     data = json.loads(res.read_text())
     assert data["keep_start"] is True and data["cpe_final"] < data["cpe_initial"]
+    assert data["config"]["alpha_bar_max"] == pytest.approx(1 - 1e-4)
     assert "CPE" in capsys.readouterr().out
 
 

@@ -10,6 +10,7 @@ from official_excerpt import (
 
 from vrg_analysis import (
     ErrorProfile,
+    NoiseSchedule,
     Trajectory,
     cpe_terms,
     cumulative_prediction_error,
@@ -116,13 +117,44 @@ def test_official_profile_reader_errors(tmp_path):
     p.write_text("# only a header\n")
     with pytest.raises(ValueError, match="no data rows"):
         read_official_profile(p)
-    p.write_text("   2\t0.9999\t0.55\n   1\t0.9998\t0.4\n")
-    with pytest.raises(ValueError, match="timesteps must increase"):
+    p.write_text("# h\n   2\t0.9999\t0.55\n   1\t0.9998\t0.4\n")
+    with pytest.raises(ValueError, match=r"MSE.txt:3: timesteps must increase, ts 1 follows 2"):
         read_official_profile(p)
 
 
-def test_one_minus_beta_column(tmp_path):
+def test_one_minus_beta_column_with_gaps(tmp_path):
+    """The Bedroom layout: 1 - beta_t at ts 0..2 and then every 10th, plus the safeguard row."""
+    sched = NoiseSchedule.linear()
+    a = sched.alphas_cumprod
+    one_minus_beta = np.concatenate([a[:1], a[1:] / a[:-1]])
+    ts = [0, 1, 2, 10, 20, 990]
+    lines = [f"{t}\t{one_minus_beta[t]:.6f}\t{0.5 / (t + 1):.8f}\n" for t in ts]
     p = tmp_path / "bedroom.txt"
-    p.write_text("0\t0.9\t0.5\n1\t0.8\t0.4\n2\t0.5\t0.2\n")
-    prof = read_official_profile(p, second_column="one_minus_beta")
-    np.testing.assert_allclose(prof.alpha_bar, [0.36, 0.72, 0.9])
+    p.write_text("# 1 - beta\n" + "".join(lines) + "1001\t0.000000\t0.00000000\n")
+    prof = read_official_profile(p, second_column="one_minus_beta", schedule=sched)
+    np.testing.assert_allclose(prof.alpha_bar[1:], a[ts][::-1])  # not the product of the rows
+    assert prof.alpha_bar[0] == 0.0  # the safeguard row
+    with pytest.raises(ValueError, match="needs the schedule the model was trained on"):
+        read_official_profile(p, second_column="one_minus_beta")
+    with pytest.raises(
+        ValueError, match=r"bedroom.txt:2: 1 - beta = 0.9999 at ts 0 does not match"
+    ):
+        read_official_profile(p, second_column="one_minus_beta", schedule=NoiseSchedule.cosine())
+
+
+def test_official_bedroom_file(official_dir):
+    sched = NoiseSchedule.linear()
+    prof = read_official_profile(
+        official_dir / "MSE_vs_alpha_bar_bedroom.txt",
+        second_column="one_minus_beta",
+        schedule=sched,
+    )
+    assert prof.alpha_bar[1] == pytest.approx(float(sched.alpha_bar(990)), rel=1e-12)
+    assert prof.alpha_bar[-1] == pytest.approx(float(sched.alpha_bar(0)), rel=1e-12)
+
+
+def test_w_rejects_nan_in_every_mode():
+    prof = ErrorProfile(alpha_bar=[0.1, 0.5], mse=[1.0, 3.0])
+    for outside in ("error", "clamp", "linear"):
+        with pytest.raises(ValueError, match=r"alpha_bar\[1\] = nan is not finite"):
+            prof.w([0.2, np.nan], outside=outside)

@@ -88,6 +88,11 @@ def test_invalid_trajectories(values, message):
         Trajectory(np.asarray(values, dtype=float))
 
 
+def test_from_clean_order_names_the_callers_position():
+    with pytest.raises(ValueError, match=r"alpha_bar\[1\] = 0.5 <= alpha_bar\[2\] = 0.7"):
+        Trajectory.from_clean_order([0.9, 0.5, 0.7])
+
+
 def test_unknown_baseline_and_bad_steps():
     with pytest.raises(ValueError, match="unknown baseline 'time_cubic'"):
         baseline("time_cubic", SCHED, 10)
@@ -107,7 +112,13 @@ def test_official_reader_errors(tmp_path):
     with pytest.raises(ValueError, match=r"t.txt:6: not an alpha_bar value: '0.5x'"):
         read_official_trajectory(p)
     p.write_text(good.replace("0.5", "0.95"))  # not monotone
-    with pytest.raises(ValueError, match="invalid trajectory"):
+    with pytest.raises(ValueError, match=r"t.txt:6: alpha_bar = 0.95 is not below the previous"):
+        read_official_trajectory(p)
+    p.write_text(good.replace("0.1\n", "1.5\n"))
+    with pytest.raises(ValueError, match=r"t.txt:7: alpha_bar = 1.5 is outside the open interval"):
+        read_official_trajectory(p)
+    p.write_text("\n" + good.replace("0.5\n0.1\n", "0.5\n"))  # blank first line, truncated
+    with pytest.raises(ValueError, match="header says 3 steps"):
         read_official_trajectory(p)
     p.write_text("# nothing\n")
     with pytest.raises(ValueError, match="no alpha_bar values"):

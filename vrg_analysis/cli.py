@@ -27,12 +27,16 @@ from .trajectories import BASELINES, Trajectory, baseline, read_official_traject
 __all__ = ["main", "load_profile", "load_trajectory"]
 
 
-def load_profile(path: str | Path) -> ErrorProfile:
+def load_profile(
+    path: str | Path, second_column: str = "alpha_bar", schedule: NoiseSchedule | None = None
+) -> ErrorProfile:
     """An ``.npz`` profile or an official ``ts alpha_bar MSE`` text file."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"profile file not found: {p}")
-    return ErrorProfile.load(p) if p.suffix == ".npz" else read_official_profile(p)
+    if p.suffix == ".npz":
+        return ErrorProfile.load(p)
+    return read_official_profile(p, second_column, schedule)  # type: ignore[arg-type]
 
 
 def load_trajectory(path: str | Path) -> Trajectory:
@@ -54,12 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path)
 
     c = sub.add_parser("cpe", help="cumulative prediction error of a trajectory")
-    c.add_argument("--profile", required=True)
-    c.add_argument("--trajectory", required=True)
-
     o = sub.add_parser("optimize", help="VRG-optimise a trajectory")
-    o.add_argument("--profile", required=True)
-    o.add_argument("--trajectory", required=True)
+    for p in (c, o):
+        p.add_argument("--profile", required=True)
+        p.add_argument("--trajectory", required=True)
+        p.add_argument(
+            "--second-column",
+            choices=("alpha_bar", "one_minus_beta"),
+            default="alpha_bar",
+            help="what an official text profile's second column holds (Bedroom: one_minus_beta)",
+        )
+        p.add_argument(
+            "--schedule",
+            choices=SCHEDULE_NAMES,
+            help="the model's schedule: reads a one_minus_beta profile and, for optimize, caps "
+            "the least noisy level at alpha_bar(0)",
+        )
     o.add_argument("--gamma", type=float, default=0.01)
     o.add_argument("--reg-lambda", type=float, default=100.0)
     o.add_argument("--method", choices=METHODS, default="exact")
@@ -78,11 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traj.save(args.out)
             print(text)
         elif args.command == "cpe":
-            profile = load_profile(args.profile)
+            schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
+            profile = load_profile(args.profile, args.second_column, schedule)
             cpe = cumulative_prediction_error(load_trajectory(args.trajectory), profile)
             print(f"{cpe:.6f}")
         else:
-            profile = load_profile(args.profile)
+            schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
+            profile = load_profile(args.profile, args.second_column, schedule)
             res = optimize_trajectory(
                 load_trajectory(args.trajectory),
                 profile,
@@ -90,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reg_lambda=args.reg_lambda,
                 method=args.method,
                 keep_start=args.keep_start,
+                alpha_bar_max=None if schedule is None else schedule.alpha_bar_max,
             )
             if args.out:
                 atomic_write_text(args.out, json.dumps(res.to_dict(), indent=2) + "\n")

@@ -40,17 +40,20 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -107,6 +110,8 @@ def _header_field(path: Path, key: str) -> str | None:
     """Value of a ``# key : value`` header line of an official file, if present."""
     with open(path) as fh:
         for raw in fh:
+            if not raw.strip():
+                continue
             if not raw.startswith("#"):
                 break
             body = raw[1:].strip()
@@ -117,10 +122,14 @@ def _header_field(path: Path, key: str) -> str | None:
     return None
 
 
-def read_official_columns(path: str | Path, ncols: int) -> NDArray[np.float64]:
-    """Rows of whitespace-separated numbers (comments ``#`` skipped) as an ``(n, ncols)`` array."""
+def read_official_columns(
+    path: str | Path, ncols: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Rows of whitespace-separated numbers (comments ``#`` skipped) as an ``(n, ncols)`` array,
+    with the 1-based line number of each row (for error messages)."""
     path = Path(path)
     rows: list[list[float]] = []
+    linenos: list[int] = []
     for lineno, line in _data_lines(path):
         parts = line.split()
         if len(parts) != ncols:
@@ -134,12 +143,15 @@ def read_official_columns(path: str | Path, ncols: int) -> NDArray[np.float64]:
         if not all(np.isfinite(values)):
             raise ValueError(f"{path}:{lineno}: non-finite value in {line!r}")
         rows.append(values)
+        linenos.append(lineno)
     if not rows:
         raise ValueError(f"{path}: no data rows found (empty or truncated file)")
-    return np.asarray(rows, dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64), np.asarray(linenos, dtype=np.int64)
 
 
-def read_official_trajectory_values(path: str | Path) -> tuple[NDArray[np.float64], bool]:
+def read_official_trajectory_values(
+    path: str | Path,
+) -> tuple[NDArray[np.float64], bool, NDArray[np.int64]]:
     """alpha_bar values of an official trajectory file, least noisy first, as written.
 
     Two layouts exist: the DPM-Solver files (one value a line, the first belonging to timestep 0)
@@ -149,6 +161,7 @@ def read_official_trajectory_values(path: str | Path) -> tuple[NDArray[np.float6
     """
     path = Path(path)
     values: list[float] = []
+    linenos: list[int] = []
     detailed: bool | None = None
     for lineno, line in _data_lines(path):
         is_detailed = ":" in line
@@ -162,6 +175,7 @@ def read_official_trajectory_values(path: str | Path) -> tuple[NDArray[np.float6
         except ValueError as exc:
             raise ValueError(f"{path}:{lineno}: not an alpha_bar value: {line!r}") from exc
         values.append(v)
+        linenos.append(lineno)
     if not values:
         raise ValueError(f"{path}: no alpha_bar values found (empty or truncated file)")
     has_t0 = not detailed
@@ -176,4 +190,4 @@ def read_official_trajectory_values(path: str | Path) -> tuple[NDArray[np.float6
                 f"{path}: header says {steps} steps, so {expected} values, but found {len(values)}"
                 " (truncated or malformed file)"
             )
-    return np.asarray(values, dtype=np.float64), has_t0
+    return np.asarray(values, dtype=np.float64), has_t0, np.asarray(linenos, dtype=np.int64)

@@ -95,14 +95,19 @@ class ErrorProfile:
         """``w(alpha_bar)``: the MSE read by linear interpolation in ``alpha_bar``.
 
         ``outside`` decides what happens beyond the measured range: ``"error"`` (default) raises
-        naming the level, ``"clamp"`` holds the end value (the official implementation's
-        behaviour), ``"linear"`` extends the end segment (no kink at the ends).
+        naming the level, ``"clamp"`` holds the end value, ``"linear"`` extends the end segments
+        (what the official implementation does; an extension can fall to 0, which an optimiser
+        can exploit, so :func:`~vrg_analysis.optimize.optimize_trajectory` clamps).
         """
         x = np.asarray(alpha_bar, dtype=np.float64)
         lo, hi = self.alpha_bar_range
+        flat = x.reshape(-1)
+        nan = np.flatnonzero(~np.isfinite(flat))
+        if nan.size:
+            i = int(nan[0])
+            raise ValueError(f"alpha_bar[{i}] = {float(flat[i])!r} is not finite")
         if outside == "error":
-            flat = x.reshape(-1)
-            bad = np.flatnonzero(~np.isfinite(flat) | (flat < lo) | (flat > hi))
+            bad = np.flatnonzero((flat < lo) | (flat > hi))
             if bad.size:
                 i = int(bad[0])
                 raise ValueError(
@@ -178,23 +183,32 @@ def _frozen(a: FloatArray) -> FloatArray:
 
 
 def read_official_profile(
-    path: str | Path, second_column: Literal["alpha_bar", "one_minus_beta"] = "alpha_bar"
+    path: str | Path,
+    second_column: Literal["alpha_bar", "one_minus_beta"] = "alpha_bar",
+    schedule: NoiseSchedule | None = None,
 ) -> ErrorProfile:
     """Read the official ``ts  alpha_bar  MSE`` text format (e.g. ``MSE_vs_alpha_bar_cifar10.txt``).
 
-    Rows are kept as written, including the official safeguard row (``alpha_bar = 0``, MSE 0).
-    The LSUN-Bedroom file's second column is ``1 - beta_t``, not alpha_bar: pass
-    ``second_column="one_minus_beta"`` and alpha_bar is rebuilt as the cumulative product over
-    timesteps.
+    Rows are kept as written, including the official safeguard row (``alpha_bar = 0``, MSE 0),
+    which makes ``w`` fall linearly to 0 below the noisiest measured level.
+
+    The LSUN-Bedroom file's second column is ``1 - beta_t``, not alpha_bar, and it lists only some
+    timesteps (0..50, then every 10th), so alpha_bar cannot be rebuilt as a product of its rows:
+    pass ``second_column="one_minus_beta"`` with the ``schedule`` the model was trained on. The
+    column is checked against that schedule's ``1 - beta_t`` (to the files' 6 decimals) and
+    alpha_bar is read from the schedule at each ``ts``; the safeguard row keeps alpha_bar 0.
     """
     path = Path(path)
-    rows = read_official_columns(path, 3)
+    rows, linenos = read_official_columns(path, 3)
     ts, col, mse = rows[:, 0], rows[:, 1], rows[:, 2]
-    if np.any(np.diff(ts) <= 0):
-        i = int(np.flatnonzero(np.diff(ts) <= 0)[0])
-        raise ValueError(f"{path}: timesteps must increase, row {i + 1} has ts {ts[i + 1]:g}")
+    bad = np.flatnonzero(np.diff(ts) <= 0)
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise ValueError(
+            f"{path}:{linenos[i]}: timesteps must increase, ts {ts[i]:g} follows {ts[i - 1]:g}"
+        )
     if second_column == "one_minus_beta":
-        alpha_bar = np.cumprod(col)
+        alpha_bar = _alpha_bar_from_one_minus_beta(path, ts, col, mse, linenos, schedule)
     elif second_column == "alpha_bar":
         alpha_bar = col
     else:
@@ -215,11 +229,43 @@ def read_official_profile(
         "file": path.name,
         "sha256": sha256_file(path),
         "second_column": second_column,
+        "schedule": None if schedule is None else schedule.name,
     }
     try:
         return ErrorProfile(alpha_bar=alpha_bar, mse=mse, timesteps=ts, metadata=meta)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+def _alpha_bar_from_one_minus_beta(
+    path: Path,
+    ts: FloatArray,
+    col: FloatArray,
+    mse: FloatArray,
+    linenos: NDArray[np.int64],
+    schedule: NoiseSchedule | None,
+) -> FloatArray:
+    if schedule is None:
+        raise ValueError(
+            f"{path}: a '1 - beta' column needs the schedule the model was trained on "
+            "(pass schedule=NoiseSchedule...): the file lists only some timesteps"
+        )
+    safeguard = (col == 0.0) & (mse == 0.0)
+    alpha_bar = np.zeros_like(col)
+    a = schedule.alphas_cumprod
+    one_minus_beta = np.concatenate([a[:1], a[1:] / a[:-1]])
+    for i in np.flatnonzero(~safeguard):
+        t = ts[i]
+        if t != int(t) or not 0 <= t < schedule.num_timesteps:
+            raise ValueError(f"{path}:{linenos[i]}: ts {t:g} is not a timestep of the schedule")
+        expected = one_minus_beta[int(t)]
+        if abs(col[i] - expected) > 5e-6:
+            raise ValueError(
+                f"{path}:{linenos[i]}: 1 - beta = {float(col[i])!r} at ts {t:g} does not match the "
+                f"{schedule.name} schedule's {expected:.6f}: wrong schedule or wrong column"
+            )
+        alpha_bar[i] = a[int(t)]
+    return alpha_bar
 
 
 # ------------------------------------------------------------------- Algorithm 1
@@ -294,16 +340,16 @@ def profile_prediction_error(
         raise TypeError(f"data must be a torch.Tensor of clean samples, got {type(data).__name__}")
     if data.ndim < 2 or data.shape[0] < 2:
         raise ValueError(f"data needs shape [n >= 2, ...], got {tuple(data.shape)}")
+    data = data.detach().cpu()  # eps is drawn on the CPU: the same numbers on every device
     if not torch.isfinite(data).all():
         raise ValueError("data contains non-finite values")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size!r}")
     ts = np.arange(sched.num_timesteps) if timesteps is None else np.asarray(timesteps)
     ts = as_float_vector(ts, "timesteps")
-    sched.alpha_bar(ts)  # validates the range, naming a bad timestep
+    alpha_bar = sched.alpha_bar(ts)  # validates the range, naming a bad timestep
     if np.unique(ts).size != ts.size:
         raise ValueError("timesteps contain duplicates")
-    alpha_bar = sched.alpha_bar(ts)
     check_open_unit_interval(alpha_bar, "alpha_bar of timesteps")
 
     device = torch.device(device)

@@ -95,8 +95,20 @@ class Trajectory:
 
     @classmethod
     def from_clean_order(cls, alpha_bar: ArrayLike, name: str = "custom") -> Trajectory:
-        """Build from levels listed least noisy first (the official files' order)."""
-        return cls(as_float_vector(alpha_bar, "alpha_bar")[::-1], name=name)
+        """Build from levels listed least noisy first (the official files' order).
+
+        Validated in the given order, so an error names the position the caller wrote.
+        """
+        a = as_float_vector(alpha_bar, "alpha_bar (least noisy first)")
+        check_open_unit_interval(a, "alpha_bar (least noisy first)")
+        bad = np.flatnonzero(np.diff(a) >= 0.0)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                "alpha_bar listed least noisy first must be strictly decreasing: "
+                f"alpha_bar[{i}] = {float(a[i])!r} <= alpha_bar[{i + 1}] = {float(a[i + 1])!r}"
+            )
+        return cls(a[::-1], name=name)
 
     def timesteps(self, schedule: NoiseSchedule) -> FloatArray:
         """Fractional training timesteps of the levels under ``schedule``."""
@@ -188,7 +200,9 @@ def karras(
     """EDM's levels (Karras et al. 2022, eq. 5): ``sigma_i`` uniform in ``sigma^(1/rho)``.
 
     ``sigma_min`` / ``sigma_max`` default to the schedule's ends; all K levels are sampling steps
-    (the final step to ``sigma = 0`` follows the last one).
+    (the final step to ``sigma = 0`` follows the last one). Unlike the DPM-Solver baselines, whose
+    grid endpoint at timestep 0 is dropped, EDM's ``sigma_min`` (here the timestep-0 level) is a
+    sampling step, as in EDM.
     """
     k = _check_steps(num_steps)
     if not np.isfinite(rho) or rho <= 0:
@@ -226,11 +240,22 @@ def read_official_trajectory(path: str | Path, name: str | None = None) -> Traje
     """
     from .io import read_official_trajectory_values
 
-    values, has_t0 = read_official_trajectory_values(path)
-    steps = values[1:] if has_t0 else values
-    if steps.size < 1:
+    values, has_t0, linenos = read_official_trajectory_values(path)
+    if has_t0:
+        values, linenos = values[1:], linenos[1:]
+    if values.size < 1:
         raise ValueError(f"{path}: holds no sampling step after the timestep-0 value")
-    try:
-        return Trajectory.from_clean_order(steps, name=name or Path(path).stem)
-    except ValueError as exc:
-        raise ValueError(f"{path}: invalid trajectory (listed least noisy first): {exc}") from exc
+    for v, line in zip(values, linenos, strict=True):
+        if not 0.0 < v < 1.0:
+            raise ValueError(
+                f"{path}:{line}: alpha_bar = {float(v)!r} is outside the open interval (0, 1)"
+            )
+    bad = np.flatnonzero(np.diff(values) >= 0.0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{path}:{linenos[i + 1]}: alpha_bar = {float(values[i + 1])!r} is not below the "
+            f"previous line's {float(values[i])!r} (levels are listed least noisy first, "
+            "strictly decreasing)"
+        )
+    return Trajectory.from_clean_order(values, name=name or Path(path).stem)
