@@ -135,3 +135,16 @@ def test_result_serialises():
     assert d["optimized"]["alpha_bar"] == list(res.optimized.alpha_bar)
     assert Trajectory.from_dict(d["optimized"]).K == 5
     assert d["moved"] is True
+
+
+def test_torch_objective_agrees_with_the_numpy_cpe():
+    """The optimiser's autograd objective and cumulative_prediction_error are one formula."""
+    from vrg_analysis.optimize import _Objective
+
+    prof = _smooth_profile()
+    for k in (3, 10, 40):
+        traj = time_quadratic(SCHED, k)
+        r, _, _ = ratio_bounds(traj, 0.01)
+        cpe, reg = _Objective(prof, float(traj.alpha_bar[0]), 100.0).terms(torch.tensor(r))
+        assert float(cpe) == pytest.approx(cumulative_prediction_error(traj, prof), rel=1e-12)
+        assert float(reg) == pytest.approx(0.0, abs=1e-20)
