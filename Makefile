@@ -33,7 +33,7 @@ PARAM_STAMP := book/notebooks/.params
 
 NOTEBOOKS   := $(wildcard notebooks/*.ipynb)
 EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
-LIB_SRC     := $(wildcard vrg_analysis/*.py)
+LIB_SRC     := $(wildcard vrg_analysis/*.py) $(wildcard benchmarks/results/*.json)
 
 MATHJAX_VERSION := 3.2.2
 MATHJAX_DIR     := book/assets/mathjax

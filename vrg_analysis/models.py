@@ -13,11 +13,12 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 from .schedules import NoiseSchedule
 
-__all__ = ["EpsModel", "TorchEpsModel", "Prediction", "checked_eps", "timestep_tensor"]
+__all__ = ["EpsModel", "TorchEpsModel", "Prediction", "checked_eps", "timestep_tensors"]
 
 Prediction = Literal["epsilon", "sample", "v_prediction"]
 
@@ -74,15 +75,13 @@ class TorchEpsModel:
         return f"TorchEpsModel(name={self.name!r}, prediction={self.prediction!r})"
 
 
-def timestep_tensor(schedule: NoiseSchedule, alpha_bar: float, batch: int, x: Tensor) -> Tensor:
-    """The fractional training timestep of ``alpha_bar``, a ``[batch]`` tensor on ``x``'s device."""
-    t = float(schedule.t_from_alpha_bar(np.float64(alpha_bar)))
-    return torch.full(
-        (batch,),
-        t,
-        dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
-        device=x.device,
-    )
+def timestep_tensors(schedule: NoiseSchedule, alpha_bar: ArrayLike, x: Tensor) -> Tensor:
+    """Fractional training timesteps of the levels as a ``[K, batch]`` tensor on ``x``'s device
+    (float64 for float64 ``x``, else float32); row ``k`` is what the model gets at step ``k``."""
+    t = schedule.t_from_alpha_bar(np.asarray(alpha_bar, dtype=np.float64)).reshape(-1)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    t_col = torch.as_tensor(t, dtype=dtype, device=x.device).reshape(-1, 1)
+    return t_col.expand(-1, x.shape[0]).contiguous()
 
 
 def checked_eps(model: EpsModel, x: Tensor, t: Tensor) -> Tensor:
