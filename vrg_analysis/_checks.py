@@ -42,9 +42,12 @@ def check_strictly_increasing(arr: NDArray[np.float64], name: str) -> None:
         )
 
 
-def check_probability(value: float, name: str) -> float:
-    """Raise unless ``value`` is a finite number strictly inside (0, 1)."""
-    v = float(value)
-    if not np.isfinite(v) or not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must lie in the open interval (0, 1), got {value!r}")
-    return v
+def check_strictly_decreasing(arr: NDArray[np.float64], name: str, context: str = "") -> None:
+    """Raise unless ``arr`` is strictly decreasing, naming the first pair that is not."""
+    bad = np.flatnonzero(np.diff(arr) >= 0.0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{name} must be strictly decreasing{context}: {name}[{i}] = {float(arr[i])!r} "
+            f"<= {name}[{i + 1}] = {float(arr[i + 1])!r}"
+        )

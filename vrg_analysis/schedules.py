@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float_vector, check_open_unit_interval
+from ._checks import as_float_vector, check_open_unit_interval, check_strictly_decreasing
 
 __all__ = [
     "NoiseSchedule",
@@ -77,14 +77,7 @@ class NoiseSchedule:
     def __post_init__(self) -> None:
         a = as_float_vector(self.alphas_cumprod, "alphas_cumprod", min_len=2)
         check_open_unit_interval(a, "alphas_cumprod")
-        bad = np.flatnonzero(np.diff(a) >= 0.0)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"alphas_cumprod must be strictly decreasing in t: "
-                f"alphas_cumprod[{i}] = {float(a[i])!r}"
-                f" <= alphas_cumprod[{i + 1}] = {float(a[i + 1])!r}"
-            )
+        check_strictly_decreasing(a, "alphas_cumprod", " in t")
         a = a.copy()
         a.setflags(write=False)
         object.__setattr__(self, "alphas_cumprod", a)

@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float_vector, check_open_unit_interval, check_strictly_increasing
+from ._checks import (
+    as_float_vector,
+    check_open_unit_interval,
+    check_strictly_decreasing,
+    check_strictly_increasing,
+)
 from .io import atomic_write_text
 from .schedules import (
     NoiseSchedule,
@@ -101,13 +106,7 @@ class Trajectory:
         """
         a = as_float_vector(alpha_bar, "alpha_bar (least noisy first)")
         check_open_unit_interval(a, "alpha_bar (least noisy first)")
-        bad = np.flatnonzero(np.diff(a) >= 0.0)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                "alpha_bar listed least noisy first must be strictly decreasing: "
-                f"alpha_bar[{i}] = {float(a[i])!r} <= alpha_bar[{i + 1}] = {float(a[i + 1])!r}"
-            )
+        check_strictly_decreasing(a, "alpha_bar", " when listed least noisy first")
         return cls(a[::-1], name=name)
 
     def timesteps(self, schedule: NoiseSchedule) -> FloatArray:
