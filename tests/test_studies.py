@@ -106,3 +106,11 @@ def test_config_round_trip_and_validation():
         ExactStudyConfig(baselines=("uniform",))
     with pytest.raises(ValueError, match="steps must be positive"):
         ExactStudyConfig(steps=(0,))
+
+
+def test_study_reports_the_planted_truth(study):
+    """The paired difference of the profiles estimates the planted variance it is shown beside."""
+    est = study.model_error_profile.mse
+    truth = study.planted_error_variance
+    assert truth.shape == est.shape and np.all(truth >= 0)
+    assert np.median(est / np.maximum(truth, 1e-300)) == pytest.approx(1.0, abs=0.25)

@@ -165,6 +165,7 @@ class ExactStudy:
     profile: ErrorProfile
     spread_profile: ErrorProfile
     model_error_profile: ErrorProfile
+    planted_error_variance: FloatArray  # the truth: std(a)^2 + mean(bias^2) at profile levels
     records: tuple[RunRecord, ...]
     samples: dict[tuple[str, int, str], Tensor]
     reference_samples: Tensor
@@ -331,6 +332,7 @@ def run_exact_testbed_study(
         profile=profile,
         spread_profile=spread,
         model_error_profile=model_error,
+        planted_error_variance=planted.known_error_variance(profile.alpha_bar),
         records=tuple(records),
         samples=samples,
         reference_samples=reference(
