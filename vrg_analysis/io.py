@@ -7,16 +7,20 @@ interrupted run never leaves a half-written file (DESIGN.md, conventions).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "atomic_write_text",
@@ -26,7 +30,11 @@ __all__ = [
     "provenance",
     "read_official_columns",
     "read_official_trajectory_values",
+    "load_user_data",
+    "IMAGE_SUFFIXES",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -191,3 +199,197 @@ def read_official_trajectory_values(
                 " (truncated or malformed file)"
             )
     return np.asarray(values, dtype=np.float64), has_t0, np.asarray(linenos, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- user data
+#: Image file suffixes :func:`load_user_data` reads from a folder (case-insensitive).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+_ARRAY_SUFFIXES = (".npz", ".npy")
+
+
+def _check_value_range(value_range: object) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value_range)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"value_range must be a pair of numbers, got {value_range!r}") from exc
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range must be finite with low < high, got {value_range!r}")
+    return lo, hi
+
+
+def _check_expected_shape(expected_shape: object) -> tuple[int, int, int] | None:
+    if expected_shape is None:
+        return None
+    try:
+        shape = tuple(expected_shape)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise TypeError(f"expected_shape must be (C, H, W), got {expected_shape!r}") from exc
+    if len(shape) != 3 or not all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ValueError(f"expected_shape must be three positive integers (C, H, W), got {shape!r}")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _read_array_file(path: Path) -> NDArray:
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            if "x" in keys:
+                return npz["x"]
+            if len(keys) == 1:
+                return npz[keys[0]]
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read array file {str(path)!r}: {exc}") from exc
+    raise ValueError(
+        f"{str(path)!r} holds arrays {keys}; expected one under key 'x' or a single array"
+    )
+
+
+def _read_image_folder(folder: Path) -> NDArray[np.uint8]:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not files:
+        raise ValueError(
+            f"no images in folder {str(folder)!r} (looked for {', '.join(IMAGE_SUFFIXES)} files)"
+        )
+    images: list[NDArray[np.uint8]] = []
+    first: tuple[str, tuple[int, ...]] | None = None
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                mode = im.mode
+                if mode in ("1", "L"):
+                    arr = np.asarray(im.convert("L"), dtype=np.uint8)[None]
+                elif mode in ("RGB", "P"):
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+                elif mode in ("LA", "RGBA"):
+                    alpha = np.asarray(im.getchannel("A"))
+                    if alpha.min() < 255:
+                        raise ValueError(
+                            f"image {str(p)!r} has a transparent alpha channel (mode {mode}); "
+                            "expected grayscale or RGB"
+                        )
+                    target = "L" if mode == "LA" else "RGB"
+                    arr = np.asarray(im.convert(target), dtype=np.uint8)
+                    arr = arr[None] if target == "L" else arr.transpose(2, 0, 1)
+                else:
+                    raise ValueError(
+                        f"image {str(p)!r} has unsupported mode {mode!r}; "
+                        "expected 8-bit grayscale or RGB"
+                    )
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ValueError(f"cannot read image {str(p)!r}: {exc}") from exc
+        if first is None:
+            first = (p.name, arr.shape)
+        elif arr.shape != first[1]:
+            raise ValueError(
+                f"image {str(p)!r} has shape (C, H, W) = {arr.shape}, but {first[0]!r} has "
+                f"{first[1]}; all images in the folder must have the same size and channels"
+            )
+        images.append(arr)
+    logger.info("read %d images of shape %s from %s", len(images), images[0].shape, folder)
+    return np.stack(images)
+
+
+def load_user_data(
+    path: str | os.PathLike[str],
+    *,
+    expected_shape: tuple[int, int, int] | None = None,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+) -> torch.Tensor:
+    """A user's data set for profiling (Algorithm 1) as a float32 ``[n, C, H, W]`` tensor.
+
+    ``path`` is an ``.npz`` file (the array under key ``x``, or its only array), an ``.npy``
+    file, or a folder of PNG / JPEG images (grayscale or RGB, all the same size, read in sorted
+    file-name order). Arrays are ``[n, C, H, W]``, ``[n, H, W]`` (one channel) or channels-last
+    ``[n, H, W, C]``, recognised when ``expected_shape`` says so or, without it, when the last
+    axis has 1, 3 or 4 entries and the second does not.
+
+    ``uint8`` data (all images) is mapped linearly from ``[0, 255]`` onto ``value_range``
+    (``[-1, 1]`` by default, the DDPM convention). Floating-point (or other integer) data must
+    already lie in ``value_range``: otherwise a ``ValueError`` names its min and max. NaN or
+    infinite values, an empty data set, and a per-sample shape other than ``expected_shape``
+    ``(C, H, W)`` are ``ValueError`` as well.
+    """
+    import torch
+
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    lo, hi = _check_value_range(value_range)
+    shape = _check_expected_shape(expected_shape)
+    p = Path(path)
+    if p.is_dir():
+        arr: NDArray = _read_image_folder(p)
+    elif p.is_file():
+        if p.suffix.lower() not in _ARRAY_SUFFIXES:
+            raise ValueError(
+                f"unsupported data file {str(p)!r}; expected .npz, .npy or a folder of images"
+            )
+        arr = _read_array_file(p)
+    else:
+        raise FileNotFoundError(f"user data {str(p)!r} does not exist")
+
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{str(p)!r}: data of dtype {arr.dtype} is not numeric")
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4:
+        raise ValueError(
+            f"{str(p)!r}: data has shape {arr.shape}; expected [n, C, H, W], [n, H, W] "
+            "or [n, H, W, C]"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{str(p)!r}: the data set is empty (shape {arr.shape})")
+    channels_last = (
+        shape is not None
+        and arr.shape[1:] != shape
+        and arr.shape[1:] == (shape[1], shape[2], shape[0])
+    ) or (shape is None and arr.shape[3] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4))
+    if channels_last:
+        logger.info("%s: reading shape %s as channels-last [n, H, W, C]", p, arr.shape)
+        arr = arr.transpose(0, 3, 1, 2)
+    if shape is not None and arr.shape[1:] != shape:
+        raise ValueError(
+            f"{str(p)!r}: samples have shape (C, H, W) = {tuple(arr.shape[1:])}, but the model "
+            f"expects {shape}"
+        )
+
+    if arr.dtype == np.uint8:
+        x = lo + (hi - lo) * (arr.astype(np.float64) / 255.0)
+    else:
+        x = arr.astype(np.float64)
+        finite = np.isfinite(x)
+        if not finite.all():
+            n_bad = int((~finite).sum())
+            first = np.unravel_index(int(np.flatnonzero(~finite)[0]), x.shape)
+            raise ValueError(
+                f"{str(p)!r}: {n_bad} NaN or infinite value(s), the first in sample {first[0]}"
+            )
+        xmin, xmax = float(x.min()), float(x.max())
+        tol = 1e-6 * (hi - lo)
+        if xmin < lo - tol or xmax > hi + tol:
+            hint = ""
+            if xmin >= 0.0 and xmax > 1.0 + tol and xmax <= 255.0:
+                hint = " (looks like [0, 255] pixel values: pass uint8 data or rescale)"
+            raise ValueError(
+                f"{str(p)!r}: values span [{xmin:.6g}, {xmax:.6g}], outside value_range "
+                f"[{lo:g}, {hi:g}]{hint}"
+            )
+        if lo < 0.0 < hi and xmin >= 0.0:
+            # in range, yet only the non-negative part of it: most likely [0, 1] data
+            logger.warning(
+                "%s: values span [%.6g, %.6g], none below 0 although value_range is [%g, %g]; "
+                "if this is [0, 1] data, rescale it with 2 * x - 1",
+                p, xmin, xmax, lo, hi,
+            )  # fmt: skip
+        x = np.clip(x, lo, hi)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
