@@ -35,6 +35,9 @@ __all__ = [
     "mixture_reference",
     "SampleQuality",
     "mixture_sample_quality",
+    "sliced_wasserstein",
+    "ModeCoverage",
+    "mode_coverage",
 ]
 
 log = logging.getLogger(__name__)
@@ -309,3 +312,125 @@ def _frozen(arr: ArrayLike) -> FloatArray:
     out = np.array(arr, dtype=np.float64, copy=True)
     out.setflags(write=False)
     return out
+
+
+# ===================================================================== sliced Wasserstein, coverage
+def _w2_squared_1d(a: FloatArray, b: FloatArray) -> float:
+    """Exact squared 2-Wasserstein distance between two 1-D empirical distributions.
+
+    ``W2^2 = int_0^1 (F^{-1}(u) - G^{-1}(u))^2 du`` with both quantile functions piecewise
+    constant: equal sizes pair the sorted values; otherwise the integral runs over the merged
+    breakpoints ``i / n`` and ``j / m``.
+    """
+    a, b = np.sort(a), np.sort(b)
+    n, m = a.size, b.size
+    if n == m:
+        return float(np.mean((a - b) ** 2))
+    cuts = np.union1d(np.arange(1, n + 1) / n, np.arange(1, m + 1) / m)
+    widths = np.diff(np.concatenate([[0.0], cuts]))
+    mids = cuts - 0.5 * widths
+    ia = np.minimum((mids * n).astype(np.int64), n - 1)
+    ib = np.minimum((mids * m).astype(np.int64), m - 1)
+    return float(np.sum(widths * (a[ia] - b[ib]) ** 2))
+
+
+def sliced_wasserstein(
+    x: Tensor | ArrayLike,
+    y: Tensor | ArrayLike,
+    n_projections: int = 256,
+    generator: np.random.Generator | torch.Generator | None = None,
+) -> float:
+    """Sliced 2-Wasserstein distance between the empirical distributions of ``x`` [n, d] and
+    ``y`` [m, d]::
+
+        SW_2(x, y) = ( E_theta W_2^2(theta^T x, theta^T y) )^{1/2},  theta ~ Unif(S^{d-1})   (S1)
+
+    estimated with ``n_projections`` directions drawn from ``generator`` (a numpy or torch
+    generator; default ``np.random.default_rng(0)``). Each 1-D distance is exact (sorted
+    projections; unequal sizes integrate the quantile functions). For ``y = x + c`` the value is
+    ``|c| (E (theta^T u)^2)^{1/2} = |c| / sqrt(d)`` in expectation, ``u = c / |c|``.
+    """
+    xa, ya = _to_numpy(x, "x"), _to_numpy(y, "y")
+    for name, arr in (("x", xa), ("y", ya)):
+        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise ValueError(f"{name} must have shape [n >= 1, d >= 1], got {arr.shape}")
+        _check_finite(arr, name)
+    if xa.shape[1] != ya.shape[1]:
+        raise ValueError(f"x has dimension {xa.shape[1]} but y has dimension {ya.shape[1]}")
+    if isinstance(n_projections, bool) or int(n_projections) != n_projections or n_projections < 1:
+        raise ValueError(f"n_projections must be a positive integer, got {n_projections!r}")
+    d = xa.shape[1]
+    # 1. directions uniform on the sphere: normalised standard normal vectors
+    if isinstance(generator, torch.Generator):
+        g = torch.randn(int(n_projections), d, generator=generator, dtype=torch.float64).numpy()
+    elif generator is None or isinstance(generator, np.random.Generator):
+        rng = generator if generator is not None else np.random.default_rng(0)
+        g = rng.standard_normal((int(n_projections), d))
+    else:
+        raise TypeError(f"generator must be a numpy or torch Generator, got {type(generator)}")
+    theta = g / np.linalg.norm(g, axis=1, keepdims=True)
+    # 2. project, exact 1-D W2^2 per direction, average, square root (S1)
+    px, py = xa @ theta.T, ya @ theta.T
+    if px.shape[0] == py.shape[0]:
+        w2 = np.mean((np.sort(px, axis=0) - np.sort(py, axis=0)) ** 2, axis=0)
+    else:
+        w2 = np.array([_w2_squared_1d(px[:, k], py[:, k]) for k in range(theta.shape[0])])
+    return float(np.sqrt(np.mean(w2)))
+
+
+@dataclass(frozen=True, eq=False)
+class ModeCoverage:
+    """Per-mode coverage of samples from a Gaussian mixture.
+
+    A mode ``i`` is *covered* when the fraction of samples whose most responsible component is
+    ``i`` reaches ``threshold * pi_i`` (``relative=True``) or ``threshold`` (``relative=False``).
+    ``coverage`` is the fraction of covered modes (1 when every mode is present).
+    """
+
+    coverage: float
+    covered: NDArray[np.bool_]
+    mode_fractions: FloatArray
+    required_fractions: FloatArray
+    threshold: float
+    relative: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode_fractions", _frozen(self.mode_fractions))
+        object.__setattr__(self, "required_fractions", _frozen(self.required_fractions))
+        cov = np.array(self.covered, dtype=bool, copy=True)
+        cov.setflags(write=False)
+        object.__setattr__(self, "covered", cov)
+
+
+def mode_coverage(
+    samples: Tensor | ArrayLike,
+    mixture: GaussianMixture,
+    threshold: float = 0.1,
+    relative: bool = True,
+) -> ModeCoverage:
+    """Fraction of the mixture's modes that receive at least a threshold share of ``samples``.
+
+    Each sample is assigned to its most responsible component (as in
+    :func:`mixture_sample_quality`). With ``relative=True`` (default) mode ``i`` needs a share
+    ``>= threshold * pi_i`` (default: a tenth of its weight), so light modes are not held to the
+    bar of heavy ones; with ``relative=False`` it needs ``>= threshold``.
+    """
+    if not isinstance(mixture, GaussianMixture):
+        raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
+    if not isinstance(threshold, int | float) or not 0.0 < float(threshold) <= 1.0:
+        raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
+    x = torch.tensor(_to_numpy(samples, "samples"))
+    if x.ndim != 2 or x.shape[1] != mixture.dim or x.shape[0] < 1:
+        raise ValueError(f"samples must have shape [n >= 1, d={mixture.dim}], got {tuple(x.shape)}")
+    _check_finite(x.numpy(), "samples")
+    fractions = _hard_mode_counts(x, mixture) / x.shape[0]
+    required = float(threshold) * (mixture.weights if relative else np.ones(mixture.num_modes))
+    covered = fractions >= required
+    return ModeCoverage(
+        coverage=float(covered.mean()),
+        covered=covered,
+        mode_fractions=fractions,
+        required_fractions=required,
+        threshold=float(threshold),
+        relative=bool(relative),
+    )
