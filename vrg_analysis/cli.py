@@ -4,6 +4,7 @@
     vrg-analysis cpe --profile MSE_vs_alpha_bar_cifar10.txt --trajectory traj.json
     vrg-analysis optimize --profile P --trajectory T [--gamma 0.01] [--reg-lambda 100]
                           [--method exact|mlp_sgd] [--keep-start] --out vrg.json
+    vrg-analysis train digits-unet [--out-dir data/models] [--steps N]
 
 Profiles are read from ``.npz`` (:meth:`ErrorProfile.save`) or the official text format;
 trajectories from JSON (:meth:`Trajectory.save`) or the official text format.
@@ -79,6 +80,19 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--method", choices=METHODS, default="exact")
     o.add_argument("--keep-start", action="store_true")
     o.add_argument("--out", type=Path, help="write the full result as JSON")
+
+    from .training import MODELS_DIR, RECIPES
+
+    tr = sub.add_parser(
+        "train",
+        help="train a shipped testbed model (deterministic: same seed and steps give the same "
+        "sha256 on the same machine and torch build)",
+    )
+    tr.add_argument("name", help=f"one of {sorted(RECIPES)}")
+    tr.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    tr.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    tr.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    tr.add_argument("--progress", action="store_true", help="show a progress bar")
     return ap
 
 
@@ -96,6 +110,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile = load_profile(args.profile, args.second_column, schedule)
             cpe = cumulative_prediction_error(load_trajectory(args.trajectory), profile)
             print(f"{cpe:.6f}")
+        elif args.command == "train":
+            from .training import train
+
+            r = train(
+                args.name,
+                args.out_dir,
+                steps=args.steps,
+                num_threads=args.threads,
+                progress=args.progress,
+            )
+            print(
+                f"{r.name}: {r.steps} steps in {r.wall_time_s:.1f}s, final loss "
+                f"{r.final_loss:.5f}, held-out loss {r.held_out_loss:.5f}\n"
+                f"wrote {r.weights_path} (sha256 {r.sha256}) and {r.card_path}"
+            )
         else:
             schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
             profile = load_profile(args.profile, args.second_column, schedule)

@@ -1,0 +1,541 @@
+"""Train, ship and load the small noise predictors of the trained testbeds.
+
+Training is DDPM's epsilon-prediction objective (Ho et al. 2020, Algorithm 1)::
+
+    t ~ U{0, .., N-1},  eps ~ N(0, I),  x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,
+    loss = || eps - eps_theta(x_t, t) ||^2  (mean over batch and dimensions)             (L)
+
+on :meth:`NoiseSchedule.linear` (N = 1000), with AdamW, a linear learning-rate warm-up, gradient
+clipping and an exponential moving average (EMA) of the weights; the EMA weights are what is
+shipped. The class-conditional recipe replaces the label by the "no label" token with probability
+``label_dropout`` (Ho & Salimans 2022, Algorithm 1), so one network gives both ``eps(x, t, c)`` and
+``eps(x, t, null)`` for classifier-free guidance (:class:`GuidedEpsModel`).
+
+Each named recipe (:data:`RECIPES`) writes ``<name>.pt`` (the EMA ``state_dict``, written
+atomically) and ``<name>.json`` (its card: architecture, recipe, seed, data hash, wall time,
+final loss, torch version and the sha256 of the ``.pt``). :func:`load_trained` rebuilds the network
+from the card, loads with ``torch.load(weights_only=True)`` and refuses a file whose sha256 differs
+from the card.
+
+Determinism: all randomness (initial weights, mini-batches, timesteps, noise, label dropout) comes
+from ``seed``, and training runs on a fixed number of CPU threads (1 by default), so the same
+recipe, seed and steps give a byte-identical ``.pt`` (same sha256) **on the same machine with the
+same torch build**. Other CPUs, BLAS/oneDNN kernels, thread counts or torch versions may round
+differently and give different (equally good) weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .io import atomic_open, atomic_write_text, provenance, sha256_array, sha256_file
+from .networks import ARCHITECTURES
+from .schedules import NoiseSchedule
+
+__all__ = [
+    "MODELS_DIR",
+    "Recipe",
+    "RECIPES",
+    "TrainResult",
+    "MixtureSplit",
+    "mixture_split",
+    "train",
+    "load_card",
+    "load_trained",
+    "GuidedEpsModel",
+]
+
+log = logging.getLogger(__name__)
+
+#: The shipped checkpoints: ``data/models`` of the repository (independent of the working folder).
+MODELS_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+CARD_FORMAT = 1
+
+
+# ===================================================================== recipes
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a trained checkpoint (one home for the defaults)."""
+
+    name: str
+    architecture: str
+    arch_kwargs: dict[str, Any]
+    data: str  # "mixture-2d" or "digits"
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    label_dropout: float = 0.0  # > 0 only for class-conditional recipes
+    seed: int = 0
+    data_seed: int = 0
+    description: str = ""
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> bool:
+        return int(self.arch_kwargs.get("num_classes", 0)) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "mixture-2d-mlp",
+            "MixtureMLP",
+            {"dim": 2, "hidden": 128, "depth": 3, "emb_dim": 64},
+            "mixture-2d",
+            steps=20_000,
+            batch_size=256,
+            lr=1e-3,
+            warmup_steps=500,
+            description="MLP noise predictor for the 8-mode 2-D ring (make_testbed('mixture-2d'))",
+            data_kwargs={"n_train": 20_000, "n_held_out": 5_000},
+        ),
+        Recipe(
+            "digits-unet",
+            "DigitsUNet",
+            {"ch": 32, "emb_dim": 128, "num_classes": 0},
+            "digits",
+            steps=3_000,
+            batch_size=128,
+            lr=1e-3,
+            warmup_steps=200,
+            description="unconditional UNet on scikit-learn's 8x8 digits (training split)",
+        ),
+        Recipe(
+            "digits-unet-cond",
+            "DigitsUNet",
+            {"ch": 32, "emb_dim": 128, "num_classes": 10},
+            "digits",
+            steps=3_000,
+            batch_size=128,
+            lr=1e-3,
+            warmup_steps=200,
+            label_dropout=0.1,
+            description="class-conditional UNet on 8x8 digits, label dropout 0.1 for "
+            "classifier-free guidance (label 10 = no label)",
+        ),
+    )
+}
+
+
+def _recipe(name: str) -> Recipe:
+    if not isinstance(name, str) or name not in RECIPES:
+        raise ValueError(f"unknown model name {name!r}; known models: {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+# ===================================================================== data
+@dataclass(frozen=True, eq=False)
+class MixtureSplit:
+    """Fixed training and held-out samples of a mixture testbed (float32 ``[n, d]``)."""
+
+    train_x: Tensor
+    held_out_x: Tensor
+    seed: int
+    sha256: str
+
+
+def mixture_split(
+    testbed: str = "mixture-2d", seed: int = 0, n_train: int = 20_000, n_held_out: int = 5_000
+) -> MixtureSplit:
+    """The samples a mixture MLP is trained on (and a disjoint held-out draw), given ``seed``."""
+    from .testbeds import make_testbed
+
+    bed = make_testbed(testbed)
+    gen = torch.Generator().manual_seed(int(seed))
+    x, _ = bed.mixture.sample(int(n_train) + int(n_held_out), gen)
+    x = x.to(torch.float32)
+    digest = sha256_array(x.numpy())
+    return MixtureSplit(x[:n_train].clone(), x[n_train:].clone(), int(seed), digest)
+
+
+def _training_data(recipe: Recipe) -> tuple[Tensor, Tensor | None, Tensor, dict[str, Any]]:
+    """``(train_x, train_y or None, held_out_x, data description for the card)``."""
+    if recipe.data == "digits":
+        from .data import load_digits_split
+
+        split = load_digits_split(recipe.data_seed)
+        info = {
+            "dataset": "sklearn.datasets.load_digits (8x8, scaled to [-1, 1])",
+            "split_seed": split.seed,
+            "held_out_fraction": split.held_out_fraction,
+            "n_train": int(split.train_x.shape[0]),
+            "n_held_out": int(split.test_x.shape[0]),
+            "split_sha256": split.sha256,
+        }
+        return split.train_x, split.train_y, split.test_x, info
+    if recipe.data.startswith("mixture"):
+        from .testbeds import make_testbed
+
+        ms = mixture_split(recipe.data, recipe.data_seed, **recipe.data_kwargs)
+        mix = make_testbed(recipe.data).mixture
+        info = {
+            "dataset": f"samples of make_testbed({recipe.data!r}).mixture",
+            "mixture": {
+                "weights": mix.weights.tolist(),
+                "means": mix.means.tolist(),
+                "covs": mix.covs.tolist(),
+            },
+            "sample_seed": ms.seed,
+            "n_train": int(ms.train_x.shape[0]),
+            "n_held_out": int(ms.held_out_x.shape[0]),
+            "samples_sha256": ms.sha256,
+        }
+        return ms.train_x, None, ms.held_out_x, info
+    raise ValueError(f"recipe {recipe.name!r} names unknown data {recipe.data!r}")
+
+
+def _build(architecture: str, kwargs: dict[str, Any]) -> nn.Module:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](**kwargs)
+
+
+# ===================================================================== training
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` wrote and how the run went."""
+
+    name: str
+    weights_path: Path
+    card_path: Path
+    sha256: str
+    steps: int
+    final_loss: float
+    held_out_loss: float
+    wall_time_s: float
+
+
+def _noisy_batch(
+    x0: Tensor, t: Tensor, alpha_bar: Tensor, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+    a = alpha_bar[t].reshape(-1, *([1] * (x0.ndim - 1)))
+    return a.sqrt() * x0 + (1.0 - a).sqrt() * eps, eps  # forward process, DDPM eq. 4
+
+
+def _forward(model: nn.Module, xt: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+    tf = t.to(torch.float32)
+    return model(xt, tf) if y is None else model(xt, tf, y)
+
+
+@torch.no_grad()
+def _held_out_loss(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor | None,
+    alpha_bar: Tensor,
+    seed: int,
+    repeats: int,
+) -> float:
+    """Loss (L) of ``model`` on held-out data, ``repeats`` fresh (t, eps) draws per sample."""
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    total, count = 0.0, 0
+    for _ in range(repeats):
+        for s in range(0, x.shape[0], 512):
+            x0 = x[s : s + 512]
+            t = torch.randint(alpha_bar.shape[0], (x0.shape[0],), generator=gen)
+            xt, eps = _noisy_batch(x0, t, alpha_bar, gen)
+            yy = None if y is None else y[s : s + 512]
+            total += float((_forward(model, xt, t, yy) - eps).pow(2).sum())
+            count += eps.numel()
+    return total / count
+
+
+def train(
+    name: str,
+    out_dir: str | Path = MODELS_DIR,
+    *,
+    steps: int | None = None,
+    num_threads: int | None = 1,
+    progress: bool = False,
+) -> TrainResult:
+    """Train recipe ``name`` (:data:`RECIPES`) and write ``<name>.pt`` and ``<name>.json``.
+
+    ``steps`` overrides the recipe's number of optimiser steps (recorded in the card).
+    ``num_threads`` fixes torch's CPU threads during the run (restored afterwards); ``None`` keeps
+    the current setting. Same name, steps and threads on the same machine and torch build give the
+    same ``.pt`` bytes (see the module docstring for the caveat).
+    """
+    recipe = _recipe(name)
+    n_steps = recipe.steps if steps is None else steps
+    if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    n_steps = int(n_steps)
+    if num_threads is not None and (int(num_threads) != num_threads or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    out = Path(out_dir)
+    old_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        return _train(recipe, out, n_steps, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(recipe: Recipe, out: Path, n_steps: int, progress: bool) -> TrainResult:
+    schedule = NoiseSchedule.linear()
+    alpha_bar = torch.tensor(schedule.alphas_cumprod, dtype=torch.float32)
+    train_x, train_y, held_x, data_info = _training_data(recipe)
+    held_y = None
+    if recipe.conditional:
+        from .data import load_digits_split
+
+        held_y = load_digits_split(recipe.data_seed).test_y
+    else:
+        train_y = None
+    null_label = int(recipe.arch_kwargs.get("num_classes", 0))
+
+    # 1. initial weights from the seed, without touching the global RNG state
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        model = _build(recipe.architecture, recipe.arch_kwargs)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    n = train_x.shape[0]
+    tail = max(1, n_steps // 10)
+    losses: list[float] = []
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(range(n_steps), desc=f"train {recipe.name}", disable=not progress)
+    for step in bar:
+        # 2. mini-batch, uniform integer timesteps, fresh noise (DDPM Algorithm 1)
+        idx = torch.randint(n, (recipe.batch_size,), generator=gen)
+        x0 = train_x[idx]
+        t = torch.randint(schedule.num_timesteps, (recipe.batch_size,), generator=gen)
+        xt, eps = _noisy_batch(x0, t, alpha_bar, gen)
+        y = None
+        if train_y is not None:
+            # 3. label dropout: the "no label" token with probability p (Ho & Salimans 2022)
+            drop = torch.rand(recipe.batch_size, generator=gen) < recipe.label_dropout
+            y = torch.where(drop, torch.full_like(train_y[idx], null_label), train_y[idx])
+        # 4. loss (L), warm-up, clipped AdamW step
+        loss = (_forward(model, xt, t, y) - eps).pow(2).mean()
+        for g in opt.param_groups:
+            g["lr"] = recipe.lr * min(1.0, (step + 1) / max(1, recipe.warmup_steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        opt.step()
+        # 5. EMA of the weights, with the usual warm-up of the decay
+        decay = min(recipe.ema_decay, (1.0 + step) / (10.0 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.mul_(decay).add_(pm, alpha=1.0 - decay)
+            for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+                be.copy_(bm)
+        li = float(loss.detach())
+        if not math.isfinite(li):
+            raise FloatingPointError(f"{recipe.name}: loss became {li} at step {step}")
+        losses.append(li)
+        if progress and step % 100 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
+    wall = time.perf_counter() - t0
+    ema.eval()
+    final_loss = float(np.mean(losses[-tail:]))
+    held = _held_out_loss(ema, held_x, held_y, alpha_bar, recipe.seed, repeats=4)
+    log.info(
+        "%s: %d steps in %.1fs, final loss %.5f, held-out loss (EMA) %.5f",
+        recipe.name,
+        n_steps,
+        wall,
+        final_loss,
+        held,
+    )
+
+    # 6. write the EMA weights atomically, then the card that names their hash
+    weights_path = out / f"{recipe.name}.pt"
+    card_path = out / f"{recipe.name}.json"
+    with atomic_open(weights_path, "wb") as fh:
+        torch.save(ema.state_dict(), fh)
+    digest = sha256_file(weights_path)
+    training = recipe.to_dict()
+    training["steps"] = n_steps
+    card = {
+        "format": CARD_FORMAT,
+        "name": recipe.name,
+        "description": recipe.description,
+        "architecture": {"class": recipe.architecture, "kwargs": recipe.arch_kwargs},
+        "num_parameters": int(sum(p.numel() for p in ema.parameters())),
+        "training": training,
+        "objective": "DDPM epsilon-prediction MSE, uniform integer t, EMA weights shipped",
+        "seed": recipe.seed,
+        "num_threads": torch.get_num_threads(),
+        "schedule": schedule.to_dict(),
+        "data": data_info,
+        "steps": n_steps,
+        "wall_time_s": round(wall, 3),
+        "final_loss": final_loss,
+        "final_loss_definition": f"mean training loss over the last {tail} steps",
+        "held_out_loss": held,
+        "held_out_loss_definition": "EMA model, loss (L), 4 random (t, eps) per held-out sample",
+        "loss_curve": [float(np.mean(losses[s : s + tail])) for s in range(0, n_steps, tail)],
+        "torch": torch.__version__,
+        "provenance": provenance(),
+        "weights_file": weights_path.name,
+        "weights_bytes": weights_path.stat().st_size,
+        "sha256": digest,
+    }
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    return TrainResult(
+        recipe.name, weights_path, card_path, digest, n_steps, final_loss, held, wall
+    )
+
+
+# ===================================================================== loading
+def load_card(name: str, dir: str | Path = MODELS_DIR) -> dict[str, Any]:  # noqa: A002
+    """The JSON card of checkpoint ``name`` in ``dir``."""
+    _recipe(name)
+    card_path = Path(dir) / f"{name}.json"
+    if not card_path.is_file():
+        raise FileNotFoundError(
+            f"no model card {card_path}; create it with `python -m vrg_analysis train {name} "
+            f"--out-dir {dir}`"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{card_path} is not valid JSON: {exc}") from exc
+    for key in ("architecture", "sha256", "schedule"):
+        if key not in card:
+            raise ValueError(f"{card_path} lacks the field {key!r}")
+    return card
+
+
+def load_trained(name: str, dir: str | Path = MODELS_DIR, *, verify: bool = True) -> nn.Module:  # noqa: A002
+    """The trained network ``name`` from ``dir`` (eval mode, float32, CPU).
+
+    The card gives the architecture; the ``.pt`` is read with ``torch.load(weights_only=True)``
+    after its sha256 is checked against the card (``verify=False`` skips the check). The module
+    gets ``schedule`` (its :class:`NoiseSchedule`) and ``card`` attributes, so it is itself an
+    :class:`~vrg_analysis.models.EpsModel` (a conditional UNet called as ``model(x, t)`` predicts
+    with the "no label" token).
+    """
+    card = load_card(name, dir)
+    weights = Path(dir) / f"{name}.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"no weights file {weights} (card found); recreate it with "
+            f"`python -m vrg_analysis train {name} --out-dir {dir}`"
+        )
+    # 1. integrity: the bytes on disk are the ones the card describes
+    if verify:
+        actual = sha256_file(weights)
+        if actual != card["sha256"]:
+            raise ValueError(
+                f"{weights}: sha256 {actual} does not match the card's {card['sha256']} "
+                "(file modified or card from another run)"
+            )
+    # 2. the architecture named by the card
+    arch = card["architecture"]
+    model = _build(arch["class"], dict(arch.get("kwargs", {})))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{weights} does not hold a state_dict (got {type(state).__name__})")
+    # 3. shapes: every tensor present and of the architecture's shape
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"{weights} does not fit {arch['class']}({arch.get('kwargs', {})}): "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {wrong[:5]}"
+        )
+    model.load_state_dict(state)
+    model.eval()
+    model.schedule = NoiseSchedule.from_dict(card["schedule"])  # type: ignore[assignment]
+    model.card = card  # type: ignore[assignment]
+    return model
+
+
+# ===================================================================== guidance
+class GuidedEpsModel:
+    """Classifier-free guidance as an :class:`~vrg_analysis.models.EpsModel`.
+
+    ``eps = eps(x, t, null) + w * (eps(x, t, c) - eps(x, t, null))`` (Ho & Salimans 2022, eq. 6,
+    with their ``(1 + w)`` written as our ``w``: ``w = 0`` is unconditional, ``w = 1``
+    conditional, ``w > 1`` guided). ``label`` is one class for every sample or one per sample.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        label: int | Tensor | list[int],
+        guidance_scale: float,
+        schedule: NoiseSchedule | None = None,
+    ) -> None:
+        num_classes = int(getattr(model, "num_classes", 0))
+        if num_classes < 1:
+            raise ValueError(
+                f"{type(model).__name__} is not class-conditional (num_classes={num_classes}); "
+                "guidance needs e.g. load_trained('digits-unet-cond')"
+            )
+        w = float(guidance_scale)
+        if not math.isfinite(w):
+            raise ValueError(f"guidance_scale must be finite, got {guidance_scale!r}")
+        lab = torch.as_tensor(label)
+        if lab.dtype.is_floating_point or lab.ndim > 1:
+            raise ValueError(f"label must be an integer or a 1-D integer sequence, got {label!r}")
+        if bool(((lab < 0) | (lab >= num_classes)).any()):
+            raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {lab.tolist()!r}")
+        sched = schedule if schedule is not None else getattr(model, "schedule", None)
+        if not isinstance(sched, NoiseSchedule):
+            raise TypeError("schedule must be given (a NoiseSchedule) when the model carries none")
+        self.model = model
+        self.label = lab.long()
+        self.guidance_scale = w
+        self.num_classes = num_classes
+        self.schedule = sched
+
+    def labels_for(self, batch: int, device: torch.device | str = "cpu") -> Tensor:
+        """The ``[batch]`` conditioning labels."""
+        if self.label.ndim == 0:
+            return self.label.expand(batch).to(device)
+        if self.label.shape[0] != batch:
+            raise ValueError(f"{self.label.shape[0]} labels given for a batch of {batch} samples")
+        return self.label.to(device)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        b = x.shape[0]
+        y = self.labels_for(b, x.device)
+        null = torch.full_like(y, self.num_classes)
+        w = self.guidance_scale
+        if w == 0.0:
+            return self.model(x, t, null)
+        if w == 1.0:
+            return self.model(x, t, y)
+        t = t.expand(b) if t.ndim == 0 else t
+        out = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, y]))
+        eps_u, eps_c = out[:b], out[b:]
+        return eps_u + w * (eps_c - eps_u)  # Ho & Salimans 2022, eq. 6
+
+    def __repr__(self) -> str:
+        return (
+            f"GuidedEpsModel(label={self.label.tolist()!r}, guidance_scale={self.guidance_scale})"
+        )
