@@ -24,10 +24,10 @@ JB          := $(BIN)/jupyter-book
 PYTEST      := $(BIN)/pytest
 RUFF        := $(BIN)/ruff
 
-# Notebook parameters: notebooks/params/$(PARAMS).yaml, passed only when it exists.
+# Notebook parameters: notebooks/params/$(PARAMS)/<notebook>.yaml, passed only when it exists
+# (quick: each notebook's own defaults, the CI-sized values of its `parameters` cell).
 PARAMS      ?= quick
-PARAM_FILE  := notebooks/params/$(PARAMS).yaml
-PARAM_ARGS  := $(if $(wildcard $(PARAM_FILE)),-f $(PARAM_FILE))
+PARAM_DIR   := notebooks/params/$(PARAMS)
 # Records the PARAMS value used last, so switching PARAMS reruns the notebooks.
 PARAM_STAMP := book/notebooks/.params
 
@@ -83,9 +83,10 @@ book/notebooks:
 $(PARAM_STAMP): FORCE | book/notebooks
 	@test "$$(cat $@ 2>/dev/null)" = "$(PARAMS)" || echo "$(PARAMS)" > $@
 
-book/notebooks/%.ipynb: notebooks/%.ipynb $(LIB_SRC) $(wildcard $(PARAM_FILE)) $(PARAM_STAMP) \
-		| $(VENV_STAMP) book/notebooks
-	$(PAPERMILL) --cwd notebooks -k python3 $(PARAM_ARGS) $< $@
+book/notebooks/%.ipynb: notebooks/%.ipynb $(LIB_SRC) $(wildcard $(PARAM_DIR)/*.yaml) \
+		$(PARAM_STAMP) | $(VENV_STAMP) book/notebooks
+	$(PAPERMILL) --cwd notebooks -k python3 \
+		$(if $(wildcard $(PARAM_DIR)/$*.yaml),-f $(PARAM_DIR)/$*.yaml) $< $@
 
 # ---------------------------------------------------------------- book
 book: venv mathjax execute

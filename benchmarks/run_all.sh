@@ -7,6 +7,8 @@ PY=${PYTHON:-.venv/bin/python}
 
 "$PY" benchmarks/bench_optimizers.py "$@"
 "$PY" benchmarks/bench_ddim_overhead.py
+"$PY" benchmarks/bench_profiling.py
+"$PY" benchmarks/bench_frechet.py
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$(dirname "$PY")/papermill" --cwd notebooks notebooks/performance.ipynb "$out/performance.ipynb"

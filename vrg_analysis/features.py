@@ -218,7 +218,7 @@ def train_digits_classifier(
             model.train()
             steps = range(cfg.steps)
             if progress:
-                from tqdm.auto import tqdm
+                from tqdm import tqdm
 
                 steps = tqdm(steps, desc="train digits classifier")
             for _ in steps:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .io import atomic_open, atomic_write_text, provenance, sha256_array, sha256_file
 from .networks import ARCHITECTURES
