@@ -220,6 +220,14 @@ def test_cli_train_reproduces_library(tmp_path: Path, capsys: pytest.CaptureFixt
     assert lib.sha256 in capsys.readouterr().out
     assert main(["train", "bogus", "--out-dir", str(tmp_path)]) == 2
     assert "known models" in capsys.readouterr().err
+    # an existing checkpoint (e.g. a shipped one) is not replaced without --force
+    before = (tmp_path / "cli" / "mixture-2d-mlp.pt").read_bytes()
+    args = ["train", "mixture-2d-mlp", "--out-dir", str(tmp_path / "cli"), "--steps", "5"]
+    assert main(args) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert (tmp_path / "cli" / "mixture-2d-mlp.pt").read_bytes() == before
+    assert main([*args, "--force"]) == 0
+    assert (tmp_path / "cli" / "mixture-2d-mlp.pt").read_bytes() != before
 
 
 # ----------------------------------------------------------------- shipped checkpoints
@@ -233,7 +241,7 @@ def test_shipped_checkpoint_loads_and_matches_recipe(name: str) -> None:
     assert trained.pop("steps") == RECIPES[name].steps  # shipped with the recipe's full budget
     assert trained == json.loads(json.dumps(recipe))
     assert (MODELS_DIR / f"{name}.pt").stat().st_size < 2_000_000
-    shape = (5, 2) if isinstance(net, MixtureMLP) else (5, 1, 8, 8)
+    shape = (5, net.dim) if isinstance(net, MixtureMLP) else (5, 1, 8, 8)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = net(x, torch.linspace(0.0, 999.0, 5))

@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=int, help="override the recipe's number of steps")
     tr.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     tr.add_argument("--progress", action="store_true", help="show a progress bar")
+    tr.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing checkpoint of that name in --out-dir (refused otherwise, so a "
+        "shipped, hash-pinned model is never replaced by accident); without it, train into "
+        "another --out-dir and compare the printed sha256 with the shipped card's",
+    )
     return ap
 
 
@@ -113,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "train":
             from .training import train
 
+            target = Path(args.out_dir) / f"{args.name}.pt"
+            if target.exists() and not args.force:
+                raise ValueError(
+                    f"{target} exists (a shipped or earlier checkpoint); pass --force to replace "
+                    "it, or --out-dir DIR to reproduce it elsewhere and compare sha256"
+                )
             r = train(
                 args.name,
                 args.out_dir,

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from .data import DigitsSplit, load_digits_split
-from .io import atomic_open, provenance, sha256_file
+from .io import atomic_open, load_verified_state_dict, provenance, sha256_file
 from .metrics import frechet_distance, gaussian_moments
 
 __all__ = [
@@ -292,15 +292,15 @@ def load_digits_classifier(directory: str | Path = DEFAULT_MODEL_DIR) -> DigitsC
     pt = directory / card.get("weights_file", f"{CLASSIFIER_NAME}.pt")
     if not pt.is_file():
         raise FileNotFoundError(f"classifier weights {str(pt)!r} not found")
-    actual, expected = sha256_file(pt), card.get("sha256")
-    if actual != expected:
-        raise ValueError(
-            f"classifier weights {str(pt)!r} have sha256 {actual}, but the card says {expected}"
-        )
+    state = load_verified_state_dict(pt, str(card.get("sha256")))
     arch = card["architecture"]
     model = DigitsClassifier(arch["width"], arch["num_features"], arch["num_classes"])
-    state = torch.load(pt, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"classifier weights {str(pt)!r} do not fit the card's architecture: {exc}"
+        ) from exc
     model.eval()
     model.card = card  # type: ignore[attr-defined]
     return model

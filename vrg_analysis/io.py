@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +27,7 @@ __all__ = [
     "atomic_open",
     "sha256_file",
     "sha256_array",
+    "load_verified_state_dict",
     "provenance",
     "read_official_columns",
     "read_official_trajectory_values",
@@ -76,6 +77,30 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def load_verified_state_dict(path: str | Path, expected_sha256: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of the very bytes whose sha256 was checked.
+
+    The file is read once: hashing it and then opening it again would let it change in between.
+    A mismatch raises ``ValueError`` naming both digests.
+    """
+    import io as _io
+
+    import torch
+
+    path = Path(path)
+    blob = path.read_bytes()
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != expected_sha256:
+        raise ValueError(
+            f"{path}: sha256 {actual} does not match the card's {expected_sha256} "
+            "(file modified or card from another run)"
+        )
+    state = torch.load(_io.BytesIO(blob), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state_dict (got {type(state).__name__})")
+    return state
 
 
 def sha256_array(arr: NDArray) -> str:

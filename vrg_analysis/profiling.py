@@ -8,6 +8,7 @@ over dimensions is the profile ``w(a)`` that VRG's objective weights each step w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from ._checks import as_float_vector, check_open_unit_interval
 from .io import atomic_open, provenance, read_official_columns, sha256_array, sha256_file
-from .models import EpsModel, checked_eps
+from .models import EpsModel, _resolve_device, checked_eps
 from .schedules import NoiseSchedule
 from .trajectories import Trajectory
 
@@ -326,11 +327,6 @@ class _Reservoir:
         self.next = np.zeros(n_levels, dtype=np.int64)  # stream index of the next accepted one
         self.w = np.full(n_levels, np.nan)  # Algorithm L's W (NaN until the reservoir is full)
 
-    def add(self, lvl: int, chunk: FloatArray) -> None:
-        """Stream the scalars ``chunk`` into level ``lvl``'s reservoir."""
-        z = np.zeros(1, dtype=np.int64)
-        self.add_batch(np.array([lvl]), z, z + chunk.size, chunk)
-
     def add_batch(
         self,
         levels: NDArray[np.int64],
@@ -521,23 +517,24 @@ def _int_at_least(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _check_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not a torch device ({exc})") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {str(device)!r} asked for, but CUDA is not available on this machine "
-                "(torch.cuda.is_available() is False): use device='cpu'"
-            )
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {str(device)!r} does not exist: {count} CUDA device(s)")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} asked for, but MPS is not available")
-    return dev
+def _model_fingerprint(model: Any) -> str:
+    """A hash of the model's weights, so a checkpoint is never resumed with another model: the
+    shipped weights' sha256 where the model carries one, else a hash of its parameters, else
+    (a plain callable) its qualified name."""
+    for attr in ("weights_sha256", "sha256"):
+        if isinstance(getattr(model, attr, None), str):
+            return str(getattr(model, attr))
+    card = getattr(model, "card", None)
+    if isinstance(card, dict) and isinstance(card.get("sha256"), str):
+        return str(card["sha256"])
+    module = model if isinstance(model, torch.nn.Module) else getattr(model, "fn", None)
+    if isinstance(module, torch.nn.Module):
+        h = hashlib.sha256()
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+    return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
 def _save_checkpoint(
@@ -668,7 +665,7 @@ def profile_prediction_error(
     if np.unique(ts).size != ts.size:
         raise ValueError("timesteps contain duplicates")
     check_open_unit_interval(alpha_bar, "alpha_bar of timesteps")
-    dev = _check_device(device)
+    dev = _resolve_device(device)
 
     n = int(data.shape[0])
     dim = int(np.prod(data.shape[1:]))
@@ -687,6 +684,8 @@ def profile_prediction_error(
         "data_dtype": str(data.dtype),
         "timesteps_sha256": sha256_array(ts),
         "schedule": sched.name,
+        "schedule_sha256": sha256_array(np.asarray(sched.alphas_cumprod)),
+        "model_sha256": _model_fingerprint(model),
         "generator_state_sha256": gen_state_sha,
         "batch_size": batch_size,
         "dim_stats": bool(dim_stats),

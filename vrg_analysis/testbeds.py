@@ -818,6 +818,7 @@ def _mixture_8d(schedule: NoiseSchedule | None = None, seed: int = 0) -> Mixture
         sched,
         OptimalEpsModel(mix, sched),
         f"8 anisotropic modes in 8 dimensions (GaussianMixture.random seed {seed})",
+        trained_model_name="mixture-8d-mlp" if seed == 0 else None,  # trained on seed 0's mixture
     )
 
 

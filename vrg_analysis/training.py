@@ -40,7 +40,14 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .io import atomic_open, atomic_write_text, provenance, sha256_array, sha256_file
+from .io import (
+    atomic_open,
+    atomic_write_text,
+    load_verified_state_dict,
+    provenance,
+    sha256_array,
+    sha256_file,
+)
 from .networks import ARCHITECTURES
 from .schedules import NoiseSchedule
 
@@ -107,6 +114,18 @@ RECIPES: dict[str, Recipe] = {
             lr=1e-3,
             warmup_steps=500,
             description="MLP noise predictor for the 8-mode 2-D ring (make_testbed('mixture-2d'))",
+            data_kwargs={"n_train": 20_000, "n_held_out": 5_000},
+        ),
+        Recipe(
+            "mixture-8d-mlp",
+            "MixtureMLP",
+            {"dim": 8, "hidden": 256, "depth": 3, "emb_dim": 64},
+            "mixture-8d",
+            steps=20_000,
+            batch_size=256,
+            lr=1e-3,
+            warmup_steps=500,
+            description="MLP noise predictor for the 8-mode 8-D mixture (make_testbed('mixture-8d'))",  # noqa: E501
             data_kwargs={"n_train": 20_000, "n_held_out": 5_000},
         ),
         Recipe(
@@ -423,11 +442,11 @@ def load_card(name: str, dir: str | Path = MODELS_DIR) -> dict[str, Any]:  # noq
     return card
 
 
-def load_trained(name: str, dir: str | Path = MODELS_DIR, *, verify: bool = True) -> nn.Module:  # noqa: A002
+def load_trained(name: str, dir: str | Path = MODELS_DIR) -> nn.Module:  # noqa: A002
     """The trained network ``name`` from ``dir`` (eval mode, float32, CPU).
 
     The card gives the architecture; the ``.pt`` is read with ``torch.load(weights_only=True)``
-    after its sha256 is checked against the card (``verify=False`` skips the check). The module
+    after its sha256 is checked against the card (the bytes hashed are the bytes loaded). The module
     gets ``schedule`` (its :class:`NoiseSchedule`) and ``card`` attributes, so it is itself an
     :class:`~vrg_analysis.models.EpsModel` (a conditional UNet called as ``model(x, t)`` predicts
     with the "no label" token).
@@ -439,20 +458,11 @@ def load_trained(name: str, dir: str | Path = MODELS_DIR, *, verify: bool = True
             f"no weights file {weights} (card found); recreate it with "
             f"`python -m vrg_analysis train {name} --out-dir {dir}`"
         )
-    # 1. integrity: the bytes on disk are the ones the card describes
-    if verify:
-        actual = sha256_file(weights)
-        if actual != card["sha256"]:
-            raise ValueError(
-                f"{weights}: sha256 {actual} does not match the card's {card['sha256']} "
-                "(file modified or card from another run)"
-            )
+    # 1. integrity: the bytes loaded are the ones the card describes
+    state = load_verified_state_dict(weights, card["sha256"])
     # 2. the architecture named by the card
     arch = card["architecture"]
     model = _build(arch["class"], dict(arch.get("kwargs", {})))
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{weights} does not hold a state_dict (got {type(state).__name__})")
     # 3. shapes: every tensor present and of the architecture's shape
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
