@@ -33,7 +33,13 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from .data import DigitsSplit, load_digits_split
-from .io import atomic_open, load_verified_state_dict, provenance, sha256_file
+from .io import (
+    atomic_open,
+    load_verified_state_dict,
+    provenance,
+    read_json_object,
+    sha256_file,
+)
 from .metrics import frechet_distance, gaussian_moments
 
 __all__ = [
@@ -271,16 +277,6 @@ def train_digits_classifier(
     return model, card
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} not found")
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {exc}") from exc
-
-
 def load_digits_classifier(directory: str | Path = DEFAULT_MODEL_DIR) -> DigitsClassifier:
     """Load the shipped classifier from ``directory`` (``weights_only=True``), in eval mode.
 
@@ -288,7 +284,7 @@ def load_digits_classifier(directory: str | Path = DEFAULT_MODEL_DIR) -> DigitsC
     both digests.
     """
     directory = Path(directory)
-    card = _read_json(directory / f"{CLASSIFIER_NAME}.json", "classifier card")
+    card = read_json_object(directory / f"{CLASSIFIER_NAME}.json", "classifier card")
     pt = directory / card.get("weights_file", f"{CLASSIFIER_NAME}.pt")
     if not pt.is_file():
         raise FileNotFoundError(f"classifier weights {str(pt)!r} not found")
@@ -492,7 +488,7 @@ def reference_statistics(
         raise ValueError(f"unknown reference {name!r}; known: {sorted(_REFERENCE_FILES)}")
     directory = Path(directory)
     stem = _REFERENCE_FILES[name]
-    side = _read_json(directory / f"{stem}.json", "reference sidecar")
+    side = read_json_object(directory / f"{stem}.json", "reference sidecar")
     npz = directory / side.get("npz_file", f"{stem}.npz")
     if not npz.is_file():
         raise FileNotFoundError(f"reference statistics {str(npz)!r} not found")
@@ -503,7 +499,7 @@ def reference_statistics(
             f"{side['npz_sha256']}"
         )
     if model_dir is not None:
-        card = _read_json(Path(model_dir) / f"{CLASSIFIER_NAME}.json", "classifier card")
+        card = read_json_object(Path(model_dir) / f"{CLASSIFIER_NAME}.json", "classifier card")
         if card.get("sha256") != side["classifier_sha256"]:
             raise ValueError(
                 f"reference statistics were made with classifier sha256 "

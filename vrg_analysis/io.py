@@ -7,6 +7,7 @@ interrupted run never leaves a half-written file (DESIGN.md, conventions).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -28,6 +29,7 @@ __all__ = [
     "sha256_file",
     "sha256_array",
     "load_verified_state_dict",
+    "read_json_object",
     "provenance",
     "read_official_columns",
     "read_official_trajectory_values",
@@ -77,6 +79,21 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_json_object(path: str | Path, what: str = "JSON file") -> dict[str, Any]:
+    """A JSON object from ``path``; missing file, invalid JSON or a non-object each get a clear
+    error naming ``what`` and the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} not found")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {str(path)!r}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def load_verified_state_dict(path: str | Path, expected_sha256: str) -> dict[str, Any]:

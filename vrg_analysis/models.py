@@ -9,7 +9,6 @@ Continuous noise levels reach the model as fractional timesteps, ``t = schedule.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +21,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
 
-from .io import sha256_file
+from .io import read_json_object, sha256_file
 from .schedules import NoiseSchedule
 
 __all__ = [
@@ -189,7 +188,7 @@ def schedule_from_diffusers_config(
             raise ValueError(f"{source}: {key} must be a number in (0, 1), got {value!r}")
     b0, b1 = float(beta_start), float(beta_end)
     if kind == "linear":
-        return NoiseSchedule.from_betas(np.linspace(b0, b1, n, dtype=np.float64), "linear")
+        return NoiseSchedule.linear(n, b0, b1)
     if kind == "scaled_linear":
         return NoiseSchedule.scaled_linear(n, b0, b1)
     if kind == "squaredcos_cap_v2":
@@ -275,16 +274,6 @@ def _hf_offline() -> Iterator[None]:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = old
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _find_unet_dir(root: Path, subfolder: str | None) -> Path:
@@ -439,7 +428,7 @@ def load_diffusers_model(
     dt = _resolve_dtype(dtype, dev)
 
     unet_dir = _find_unet_dir(root, subfolder)
-    model_cfg = _read_json(unet_dir / _MODEL_CONFIG)
+    model_cfg = read_json_object(unet_dir / _MODEL_CONFIG, "model config")
     cls_name = model_cfg.get("_class_name")
     if cls_name != "UNet2DModel":
         raise ValueError(
@@ -463,7 +452,7 @@ def load_diffusers_model(
         )
 
     sched_path = _find_scheduler_config(root)
-    sched_cfg = _read_json(sched_path)
+    sched_cfg = read_json_object(sched_path, "scheduler config")
     schedule = schedule_from_diffusers_config(sched_cfg, source=str(sched_path))
     prediction = sched_cfg.get("prediction_type", "epsilon")
     if prediction not in ("epsilon", "sample", "v_prediction"):
