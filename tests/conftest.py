@@ -29,3 +29,14 @@ def official_dir() -> Path:
     if d is None:
         pytest.skip("official VRG reference files not found (set VRG_REFERENCE_DIR)")
     return d
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny convolutions are dominated by thread overhead on a shared CPU: run them on one."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

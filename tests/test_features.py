@@ -33,14 +33,7 @@ from vrg_analysis.features import (
 from vrg_analysis.io import sha256_file
 from vrg_analysis.metrics import frechet_distance, gaussian_moments
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # small convolutions: one thread is as fast and far steadier on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

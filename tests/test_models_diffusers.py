@@ -49,13 +49,7 @@ def _save(root: Path, unet: diffusers.UNet2DModel, **scheduler_kwargs: object) -
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions are dominated by thread overhead on a shared CPU: run them on one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
