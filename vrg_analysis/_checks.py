@@ -6,6 +6,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 
+def frozen_array(values: ArrayLike, dtype: type = np.float64) -> NDArray:
+    """A read-only copy of ``values`` (default float64): frozen dataclasses keep their arrays."""
+    out = np.array(values, dtype=dtype, copy=True)
+    out.setflags(write=False)
+    return out
+
+
 def as_float_vector(values: ArrayLike, name: str, *, min_len: int = 1) -> NDArray[np.float64]:
     """Return ``values`` as a 1-D float64 array, or raise naming the first bad entry."""
     try:

@@ -32,6 +32,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from ._checks import frozen_array
 from .data import DigitsSplit, load_digits_split
 from .io import (
     atomic_open,
@@ -372,9 +373,7 @@ class ReferenceStatistics:
 
     def __post_init__(self) -> None:
         for field in ("mean", "cov"):
-            arr = np.array(getattr(self, field), dtype=np.float64, copy=True)
-            arr.setflags(write=False)
-            object.__setattr__(self, field, arr)
+            object.__setattr__(self, field, frozen_array(getattr(self, field)))
 
 
 def fid_floor(

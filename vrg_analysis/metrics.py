@@ -25,6 +25,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
+from ._checks import frozen_array
 from .testbeds import GaussianMixture
 
 __all__ = [
@@ -156,7 +157,7 @@ class MixtureReference:
     mode_fractions: FloatArray
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mode_fractions", _frozen(self.mode_fractions))
+        object.__setattr__(self, "mode_fractions", frozen_array(self.mode_fractions))
 
 
 def mixture_reference(
@@ -217,7 +218,7 @@ class SampleQuality:
 
     def __post_init__(self) -> None:
         for name in ("mode_fractions", "mode_weights", "reference_mode_fractions"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
+            object.__setattr__(self, name, frozen_array(getattr(self, name)))
 
     def summary(self) -> dict[str, float]:
         """The scalar fields, for tables and ``glue``."""
@@ -308,12 +309,6 @@ def _chi2_pvalue(counts: FloatArray, expected_fractions: FloatArray) -> float:
     return float(chi2.sf(stat, int(keep.sum()) - 1))
 
 
-def _frozen(arr: ArrayLike) -> FloatArray:
-    out = np.array(arr, dtype=np.float64, copy=True)
-    out.setflags(write=False)
-    return out
-
-
 # ===================================================================== sliced Wasserstein, coverage
 def _w2_squared_1d(a: FloatArray, b: FloatArray) -> float:
     """Exact squared 2-Wasserstein distance between two 1-D empirical distributions.
@@ -395,11 +390,9 @@ class ModeCoverage:
     relative: bool
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mode_fractions", _frozen(self.mode_fractions))
-        object.__setattr__(self, "required_fractions", _frozen(self.required_fractions))
-        cov = np.array(self.covered, dtype=bool, copy=True)
-        cov.setflags(write=False)
-        object.__setattr__(self, "covered", cov)
+        object.__setattr__(self, "mode_fractions", frozen_array(self.mode_fractions))
+        object.__setattr__(self, "required_fractions", frozen_array(self.required_fractions))
+        object.__setattr__(self, "covered", frozen_array(self.covered, dtype=bool))
 
 
 def mode_coverage(

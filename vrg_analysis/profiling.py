@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 from tqdm import tqdm
 
-from ._checks import as_float_vector, check_open_unit_interval
+from ._checks import as_float_vector, check_open_unit_interval, frozen_array
 from .io import atomic_open, provenance, read_official_columns, sha256_array, sha256_file
 from .models import EpsModel, _resolve_device, checked_eps
 from .schedules import NoiseSchedule
@@ -88,8 +88,8 @@ class ErrorProfile:
         if dup.size:
             i = int(dup[0])
             raise ValueError(f"profile alpha_bar has the level {float(a[i])!r} twice")
-        object.__setattr__(self, "alpha_bar", _frozen(a))
-        object.__setattr__(self, "mse", _frozen(mse[order]))
+        object.__setattr__(self, "alpha_bar", frozen_array(a))
+        object.__setattr__(self, "mse", frozen_array(mse[order]))
         for name in _OPTIONAL:
             v = getattr(self, name)
             if v is None:
@@ -97,7 +97,7 @@ class ErrorProfile:
             arr = np.asarray(v, dtype=np.float64)
             if arr.shape != order.shape:
                 raise ValueError(f"profile {name} has shape {arr.shape}, expected {order.shape}")
-            object.__setattr__(self, name, _frozen(arr[order]))
+            object.__setattr__(self, name, frozen_array(arr[order]))
         for name in _OPTIONAL_2D:
             v = getattr(self, name)
             if v is None:
@@ -107,7 +107,7 @@ class ErrorProfile:
                 raise ValueError(
                     f"profile {name} has shape {arr.shape}, expected ({order.size}, n)"
                 )
-            object.__setattr__(self, name, _frozen(arr[order]))
+            object.__setattr__(self, name, frozen_array(arr[order]))
         if self.dim_mean is not None and self.dim_var is not None:
             if self.dim_mean.shape != self.dim_var.shape:
                 raise ValueError(
@@ -203,12 +203,6 @@ class ErrorProfile:
             f"ErrorProfile(levels={self.alpha_bar.size}, alpha_bar=[{lo:.3g}, {hi:.4g}], "
             f"model={src!r})"
         )
-
-
-def _frozen(a: FloatArray) -> FloatArray:
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.setflags(write=False)
-    return a
 
 
 def read_official_profile(

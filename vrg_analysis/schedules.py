@@ -21,7 +21,12 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float_vector, check_open_unit_interval, check_strictly_decreasing
+from ._checks import (
+    as_float_vector,
+    check_open_unit_interval,
+    check_strictly_decreasing,
+    frozen_array,
+)
 
 __all__ = [
     "NoiseSchedule",
@@ -78,12 +83,8 @@ class NoiseSchedule:
         a = as_float_vector(self.alphas_cumprod, "alphas_cumprod", min_len=2)
         check_open_unit_interval(a, "alphas_cumprod")
         check_strictly_decreasing(a, "alphas_cumprod", " in t")
-        a = a.copy()
-        a.setflags(write=False)
-        object.__setattr__(self, "alphas_cumprod", a)
-        log_a = np.log(a)
-        log_a.setflags(write=False)
-        object.__setattr__(self, "_log_alpha_bar", log_a)
+        object.__setattr__(self, "alphas_cumprod", frozen_array(a))
+        object.__setattr__(self, "_log_alpha_bar", frozen_array(np.log(a)))
 
     # ----------------------------------------------------------------- constructors
     @classmethod

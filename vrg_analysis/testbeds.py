@@ -48,6 +48,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
+from ._checks import frozen_array
 from .models import EpsModel
 from .schedules import NoiseSchedule
 
@@ -71,12 +72,6 @@ FloatArray = NDArray[np.float64]
 _LOG_2PI = math.log(2.0 * math.pi)
 # Rows per chunk are chosen so that one [rows, m, d] float64 work array stays near this size.
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def _frozen(arr: ArrayLike) -> FloatArray:
-    out = np.array(arr, dtype=np.float64, copy=True)
-    out.setflags(write=False)
-    return out
 
 
 def _as_float64_tensor(x: Tensor | ArrayLike, name: str) -> Tensor:
@@ -154,11 +149,11 @@ class GaussianMixture:
                     f"covs[{i}] is not positive definite: smallest eigenvalue {lo!r}, "
                     f"largest {float(eigvals[i, -1])!r}"
                 )
-        object.__setattr__(self, "weights", _frozen(w))
-        object.__setattr__(self, "means", _frozen(mu))
-        object.__setattr__(self, "covs", _frozen(cov))
-        object.__setattr__(self, "_eigvals", _frozen(eigvals))
-        object.__setattr__(self, "_eigvecs", _frozen(eigvecs))
+        object.__setattr__(self, "weights", frozen_array(w))
+        object.__setattr__(self, "means", frozen_array(mu))
+        object.__setattr__(self, "covs", frozen_array(cov))
+        object.__setattr__(self, "_eigvals", frozen_array(eigvals))
+        object.__setattr__(self, "_eigvecs", frozen_array(eigvecs))
         tensors = {
             "log_weights": torch.tensor(np.log(w)),
             "means": torch.tensor(mu),
@@ -468,7 +463,7 @@ class SpreadEstimate:
 
     def __post_init__(self) -> None:
         for name in ("alpha_bar", "mse", "sem"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
+            object.__setattr__(self, name, frozen_array(getattr(self, name)))
 
 
 # ===================================================================== models
@@ -582,7 +577,7 @@ class PlantedErrorModel:
         self.base = base
         self.schedule: NoiseSchedule = base.schedule
         self.std = std
-        self.bias: FloatArray = _frozen(b)
+        self.bias: FloatArray = frozen_array(b)
         self.step_correlation = rho
         self.seed = int(seed)
         self._generator = torch.Generator()

@@ -29,6 +29,7 @@ from ._checks import (
     check_open_unit_interval,
     check_strictly_decreasing,
     check_strictly_increasing,
+    frozen_array,
 )
 from .io import atomic_write_text
 from .schedules import (
@@ -72,9 +73,7 @@ class Trajectory:
         a = as_float_vector(self.alpha_bar, "alpha_bar")
         check_open_unit_interval(a, "alpha_bar")
         check_strictly_increasing(a, "alpha_bar (sampling order, noisiest first)")
-        a = a.copy()
-        a.setflags(write=False)
-        object.__setattr__(self, "alpha_bar", a)
+        object.__setattr__(self, "alpha_bar", frozen_array(a))
 
     @property
     def K(self) -> int:  # noqa: N802 - the paper's symbol
