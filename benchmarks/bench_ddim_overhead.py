@@ -110,7 +110,7 @@ def run_case(case: Case, steps: int, repeat: int, warmup: int, seed: int) -> dic
     levels = [float(a) for a in traj.alpha_bar] + [1.0]
     ts = list(timestep_tensors(schedule, traj.alpha_bar, x))  # what ddim feeds, step by step
     records: list[samplers.StepRecord] = []
-    samplers.ddim(model, x, traj, callback=records.append)
+    samplers.sample_ddim(model, x, traj, callback=records.append)
     states = [r.x for r in records]  # the very inputs the sampler gives the model
     eps = records[0].eps_hat
 
@@ -120,7 +120,7 @@ def run_case(case: Case, steps: int, repeat: int, warmup: int, seed: int) -> dic
                 module(xk, t)
 
     def sampler() -> None:
-        samplers.ddim(model, x, traj)
+        samplers.sample_ddim(model, x, traj)
 
     main = time_interleaved({"forward": forward, "ddim": sampler}, repeat=repeat, warmup=warmup)
     fwd, smp = main["forward"], main["ddim"]

@@ -11,7 +11,7 @@ def _endpoint_error(k: int) -> float:
     oracle = GaussianOracle(c=0.5)
     traj = time_quadratic(oracle.schedule, k)
     x_t = torch.randn(256, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    out = samplers.ddim(oracle, x_t, traj)
+    out = samplers.sample_ddim(oracle, x_t, traj)
     a_t = traj.alpha_bar[0]
     exact = oracle.flow(x_t / np.sqrt(a_t), traj.sigma[0], 0.0)
     return float((out - exact).pow(2).mean().sqrt())
@@ -29,7 +29,7 @@ def test_ddim_callback_records_and_model_calls():
     traj = Trajectory([0.01, 0.2, 0.7])
     records: list[StepRecord] = []
     x = torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    out = samplers.ddim(oracle, x, traj, callback=records.append)
+    out = samplers.sample_ddim(oracle, x, traj, callback=records.append)
     assert oracle.calls == 3 and len(records) == 3
     assert [r.step for r in records] == [0, 1, 2]
     assert [r.alpha_bar for r in records] == pytest.approx([0.01, 0.2, 0.7])
@@ -48,10 +48,12 @@ def test_ddim_is_batch_invariant_and_deterministic():
     oracle = GaussianOracle()
     traj = time_quadratic(oracle.schedule, 7)
     x = torch.randn(8, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    full = samplers.ddim(oracle, x, traj)
-    half = torch.cat([samplers.ddim(oracle, x[:3], traj), samplers.ddim(oracle, x[3:], traj)])
+    full = samplers.sample_ddim(oracle, x, traj)
+    half = torch.cat(
+        [samplers.sample_ddim(oracle, x[:3], traj), samplers.sample_ddim(oracle, x[3:], traj)]
+    )
     torch.testing.assert_close(full, half, rtol=0, atol=1e-12)
-    torch.testing.assert_close(full, samplers.ddim(oracle, x, traj), rtol=0, atol=0)
+    torch.testing.assert_close(full, samplers.sample_ddim(oracle, x, traj), rtol=0, atol=0)
 
 
 def test_ddim_matches_diffusers_on_integer_timesteps():
@@ -71,7 +73,7 @@ def test_ddim_matches_diffusers_on_integer_timesteps():
         ref = sched.step(eps, int(t), ref).prev_sample
     # diffusers ends at alpha_bar(0) ("set_alpha_to_one" makes the final prev level 1.0).
     traj = Trajectory(ours.alpha_bar(steps.astype(float)))
-    mine = samplers.ddim(oracle, x, traj)
+    mine = samplers.sample_ddim(oracle, x, traj)
     # diffusers keeps alphas_cumprod in float32: agreement to float32 precision.
     torch.testing.assert_close(mine, ref.double(), rtol=1e-5, atol=1e-5)
 
@@ -82,12 +84,12 @@ def test_bad_model_outputs_are_named():
     x = torch.zeros(2, 3)
     wrong = TorchEpsModel(lambda x, t: x[:, :2], sched)
     with pytest.raises(ValueError, match=r"model returned shape \(2, 2\) for input of shape"):
-        samplers.ddim(wrong, x, traj)
+        samplers.sample_ddim(wrong, x, traj)
     nan = TorchEpsModel(lambda x, t: x * float("nan"), sched)
     with pytest.raises(ValueError, match="non-finite value"):
-        samplers.ddim(nan, x, traj)
+        samplers.sample_ddim(nan, x, traj)
     with pytest.raises(ValueError, match="x_T contains non-finite"):
-        samplers.ddim(GaussianOracle(), torch.full((1, 2), float("inf")), traj)
+        samplers.sample_ddim(GaussianOracle(), torch.full((1, 2), float("inf")), traj)
 
 
 def test_x0_and_v_prediction_adapters_convert_to_eps():

@@ -102,9 +102,10 @@ def timestep_tensors(schedule: NoiseSchedule, alpha_bar: ArrayLike, x: Tensor) -
     return t_col.expand(-1, x.shape[0]).contiguous()
 
 
-def checked_eps(model: EpsModel, x: Tensor, t: Tensor) -> Tensor:
-    """Call ``model`` and check its output: same shape as ``x`` and finite, else ``ValueError``."""
-    out = model(x, t)
+def checked_eps(model: EpsModel, x: Tensor, t: Tensor, **model_kwargs: Any) -> Tensor:
+    """Call ``model(x, t, **model_kwargs)`` and check its output: same shape as ``x`` and finite,
+    else ``ValueError``. ``model_kwargs`` carries conditioning (e.g. a class label ``y``)."""
+    out = model(x, t, **model_kwargs)
     if not isinstance(out, Tensor):
         raise TypeError(f"model returned {type(out).__name__}, expected a torch.Tensor")
     if out.shape != x.shape:

@@ -39,7 +39,7 @@ from .cpe import cumulative_prediction_error
 from .metrics import mixture_reference, mixture_sample_quality
 from .optimize import optimize_trajectory
 from .profiling import ErrorProfile, profile_prediction_error
-from .samplers import ddim
+from .samplers import sample_ddim
 from .testbeds import MixtureTestbed, PlantedErrorModel, make_testbed, reference_ode_endpoint
 from .trajectories import BASELINES, Trajectory, baseline
 
@@ -302,8 +302,8 @@ def run_exact_testbed_study(
             for variant, (traj, info) in variants.items():
                 # 3. DDIM from the same x_T with the same planted-noise stream, and with eps*
                 planted.reset(cfg.seed)
-                x_planted = ddim(planted, x_T, traj)
-                x_exact_model = ddim(bed.model, x_T, traj)
+                x_planted = sample_ddim(planted, x_T, traj)
+                x_exact_model = sample_ddim(bed.model, x_T, traj)
                 ref = reference(float(traj.alpha_bar[0]))
                 q = mixture_sample_quality(x_planted, mix, reference=mref)
                 records.append(

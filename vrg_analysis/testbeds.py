@@ -655,12 +655,15 @@ def reference_ode_endpoint(
     rtol: float = 1e-8,
     atol: float = 1e-8,
     chunk_size: int = 1024,
+    alpha_bar_end: float = 1.0,
 ) -> Tensor:
     """High-accuracy clean endpoint of the probability-flow ODE (T4) started at ``x_T``.
 
     ``x_T`` ``[n, d]`` is ``x`` at level ``alpha_bar_T``, so ``y_T = x_T / sqrt(alpha_bar_T)``;
     the ODE ``dy/dsigma = eps*(x)`` is integrated from ``sigma_T`` down to ``sigma = 0``, where
-    ``y = x`` is the clean sample (returned ``[n, d]`` float64).
+    ``y = x`` is the clean sample (returned ``[n, d]`` float64). With ``alpha_bar_end < 1`` the
+    solve stops at that level instead and returns ``x = sqrt(alpha_bar_end) y`` there (used to
+    measure a sampler's order at its last noisy level).
 
     Why plain ``sigma``: for a Gaussian mixture the flow is analytic in ``sigma`` on
     ``[0, inf)`` (``C_i = (S_i + sigma^2 I) / (1 + sigma^2)``; for one component
@@ -683,6 +686,9 @@ def reference_ode_endpoint(
     a_t = float(alpha_bar_T)
     if not np.isfinite(a_t) or not 0.0 < a_t < 1.0:
         raise ValueError(f"alpha_bar_T = {alpha_bar_T!r} is outside the open interval (0, 1)")
+    a_end = float(alpha_bar_end)
+    if not np.isfinite(a_end) or not a_t < a_end <= 1.0:
+        raise ValueError(f"alpha_bar_end = {alpha_bar_end!r} must lie in (alpha_bar_T, 1]")
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if not np.isfinite(tol) or tol <= 0.0:
             raise ValueError(f"{name} must be a positive number, got {tol!r}")
@@ -691,6 +697,7 @@ def reference_ode_endpoint(
 
     d = mixture.dim
     sigma_t = math.sqrt((1.0 - a_t) / a_t)
+    sigma_end = math.sqrt((1.0 - a_end) / a_end)
     out = torch.empty_like(x)
     n_eval = 0
     for s in range(0, x.shape[0], int(chunk_size)):
@@ -710,7 +717,7 @@ def reference_ode_endpoint(
         scale = math.sqrt(y0.size)
         sol = solve_ivp(
             rhs,
-            (sigma_t, 0.0),
+            (sigma_t, sigma_end),
             y0,
             method="DOP853",
             rtol=max(rtol / scale, 1e-13),
@@ -719,8 +726,9 @@ def reference_ode_endpoint(
         if not sol.success:
             raise RuntimeError(f"reference ODE solve failed on rows {s}..{s + rows}: {sol.message}")
         n_eval += int(sol.nfev)
-        # 3. at sigma = 0, y = x: the clean endpoint
-        out[s : s + rows] = torch.from_numpy(sol.y[:, -1].reshape(rows, d).copy())
+        # 3. at sigma = 0, y = x: the clean endpoint (else x = sqrt(alpha_bar_end) y)
+        y_end = torch.from_numpy(sol.y[:, -1].reshape(rows, d).copy())
+        out[s : s + rows] = y_end * math.sqrt(a_end) if a_end < 1.0 else y_end
     log.debug("reference ODE: %d rows, %d right-hand-side evaluations", x.shape[0], n_eval)
     return out
 
