@@ -25,7 +25,7 @@ from vrg_analysis.models import (  # noqa: E402
     load_diffusers_model,
     schedule_from_diffusers_config,
 )
-from vrg_analysis.samplers import ddim  # noqa: E402
+from vrg_analysis.samplers import sample_ddim  # noqa: E402
 from vrg_analysis.trajectories import time_uniform  # noqa: E402
 
 
@@ -153,8 +153,8 @@ def test_float64_input_comes_back_float64(model: DiffusersEpsModel) -> None:
 def test_runs_inside_ddim(model: DiffusersEpsModel, unet) -> None:
     traj = time_uniform(model.schedule, 5)
     x_T = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(2))  # noqa: N806
-    out = ddim(model, x_T, traj)
-    ref = ddim(TorchEpsModel(lambda x, t: unet(x, t).sample, model.schedule), x_T, traj)
+    out = sample_ddim(model, x_T, traj)
+    ref = sample_ddim(TorchEpsModel(lambda x, t: unet(x, t).sample, model.schedule), x_T, traj)
     assert out.shape == x_T.shape and torch.isfinite(out).all()
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
 

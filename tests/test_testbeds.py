@@ -18,7 +18,7 @@ from scipy.stats import multivariate_normal
 from vrg_analysis.metrics import mixture_reference, mixture_sample_quality
 from vrg_analysis.models import EpsModel
 from vrg_analysis.profiling import profile_prediction_error
-from vrg_analysis.samplers import ddim
+from vrg_analysis.samplers import sample_ddim
 from vrg_analysis.schedules import NoiseSchedule
 from vrg_analysis.testbeds import (
     TESTBEDS,
@@ -378,7 +378,7 @@ def test_ddim_converges_to_reference_at_first_order(ring: GaussianMixture) -> No
     for k in (25, 50, 100, 200):
         traj = logsnr_uniform(bed.schedule, k)
         assert traj.alpha_bar[0] == pytest.approx(a_t, rel=1e-12)
-        errs.append(float((ddim(bed.model, x_t, traj) - ref).norm(dim=1).mean()))
+        errs.append(float((sample_ddim(bed.model, x_t, traj) - ref).norm(dim=1).mean()))
     ratios = np.array(errs[:-1]) / np.array(errs[1:])
     # Euler in sigma (DDIM) is first order: halving the step roughly halves the error
     assert np.all((ratios > 1.7) & (ratios < 2.3)), (errs, ratios)
@@ -409,12 +409,12 @@ def test_ddim_with_optimal_eps_reproduces_mixture(name: str) -> None:
     bed = make_testbed(name)
     ref = mixture_reference(bed.mixture, 100_000, _gen(18))
     x_t = torch.randn(3000, bed.dim, generator=_gen(19), dtype=torch.float64)
-    samples = ddim(bed.model, x_t, logsnr_uniform(bed.schedule, 200))
+    samples = sample_ddim(bed.model, x_t, logsnr_uniform(bed.schedule, 200))
     q = mixture_sample_quality(samples, bed.mixture, reference=ref)
     assert abs(q.gap_z) < K_SE, q.summary()
     assert q.mode_chi2_pvalue > 1e-3 and q.mode_tv < 0.05, q.summary()
     # negative control: the same check rejects a coarse sampler (K = 10)
-    coarse = ddim(bed.model, x_t, logsnr_uniform(bed.schedule, 10))
+    coarse = sample_ddim(bed.model, x_t, logsnr_uniform(bed.schedule, 10))
     qc = mixture_sample_quality(coarse, bed.mixture, reference=ref)
     assert abs(qc.gap_z) > K_SE, qc.summary()
 
