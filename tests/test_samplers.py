@@ -107,3 +107,125 @@ def test_x0_and_v_prediction_adapters_convert_to_eps():
     torch.testing.assert_close(as_v(x, t), eps)
     with pytest.raises(ValueError, match="unknown prediction type 'score'"):
         TorchEpsModel(lambda x, t: x, sched, prediction="score")
+
+
+# --------------------------------------------------------------------------- registry and options
+def test_unknown_sampler_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown sampler 'dpm_solver_4'; known samplers: ddim"):
+        samplers.get_sampler("dpm_solver_4")
+    with pytest.raises(ValueError, match="unknown sampler"):
+        samplers.sample("Euler", GaussianOracle(), torch.zeros(1, 2), Trajectory([0.5]))
+
+
+def test_registered_options_cannot_be_overridden_silently():
+    with pytest.raises(TypeError, match=r"sampler 'dpm_solver_2' fixes \['order'\]"):
+        samplers.get_sampler("dpm_solver_2")(
+            GaussianOracle(), torch.zeros(1, 2), Trajectory([0.1, 0.5, 0.9]), order=3
+        )
+
+
+@pytest.mark.parametrize(
+    ("fn", "options", "message"),
+    [
+        (samplers.sample_dpm_solver, {"order": 4}, r"unknown DPM-Solver order 4; expected one of"),
+        (samplers.sample_dpm_solver_multistep, {"order": 3}, r"unknown multistep order 3"),
+        (samplers.sample_deis, {"order": 4}, r"unknown DEIS order 4"),
+        (samplers.sample_deis, {"basis": "sigma"}, r"unknown DEIS basis 'sigma'"),
+        (samplers.sample_pndm, {"order": 5}, r"unknown PNDM order 5"),
+        (samplers.sample_pndm, {"warmup": "rk2"}, r"unknown warmup 'rk2'"),
+        (samplers.sample_dpm_solver, {"algorithm": "dpmsolver+"}, r"unknown algorithm"),
+        (samplers.sample_dpm_solver, {"solver_type": "euler"}, r"unknown solver_type"),
+        (samplers.sample_ddim, {"eta": 1.5}, r"eta must lie in \[0, 1\], got 1.5"),
+        (samplers.sample_ddim, {"eta": -0.1}, r"eta must lie in \[0, 1\]"),
+        (
+            samplers.sample_dpm_solver,
+            {"orders": [2, 2, 1]},
+            r"cover 5 levels, the trajectory has 6",
+        ),
+        (samplers.sample_dpm_solver, {"orders": [3, 3]}, r"must be first order; orders end with 3"),
+        (samplers.sample_dpm_solver, {"orders": [4, 1, 1]}, r"orders must each be one of"),
+    ],
+)
+def test_unsupported_options_are_named(fn, options, message):
+    traj = time_quadratic(NoiseSchedule.linear(), 6)
+    with pytest.raises(ValueError, match=message):
+        fn(GaussianOracle(), torch.zeros(2, 2, dtype=torch.float64), traj, **options)
+
+
+def test_trajectory_and_x_T_types_are_checked():
+    oracle = GaussianOracle()
+    with pytest.raises(TypeError, match="trajectory must be a Trajectory, got list"):
+        samplers.sample_ddim(oracle, torch.zeros(1, 2), [0.1, 0.5])
+    with pytest.raises(TypeError, match="x_T must be a torch.Tensor, got ndarray"):
+        samplers.sample_ddim(oracle, np.zeros((1, 2)), Trajectory([0.5]))
+    with pytest.raises(TypeError, match="floating-point tensor, got torch.int64"):
+        samplers.sample_ddim(oracle, torch.zeros(1, 2, dtype=torch.long), Trajectory([0.5]))
+    with pytest.raises(ValueError, match="outside this schedule's range"):
+        samplers.sample_ddim(oracle, torch.zeros(1, 2), Trajectory([1e-9, 0.5]))
+
+
+def test_singlestep_groups_end_first_order_and_keep_full_order():
+    for k in range(1, 40):
+        for order in (1, 2, 3):
+            groups = samplers.singlestep_groups(k, order)
+            assert sum(groups) == k and groups[-1] == 1 and max(groups) <= order
+            if order == 3 and k >= 4:
+                # no first-order step before the last: one would cost the third order
+                assert 1 not in groups[:-1]
+    assert samplers.singlestep_groups(10, 3) == [3, 3, 3, 1]
+    assert samplers.singlestep_groups(11, 3) == [3, 3, 2, 2, 1]
+    assert samplers.singlestep_groups(12, 2) == [2, 2, 2, 2, 2, 1, 1]
+
+
+# --------------------------------------------------------------------------- per-sample seeding
+def test_initial_noise_is_the_same_sample_whatever_the_batch():
+    full = samplers.initial_noise((10, 3), seed=42)
+    torch.testing.assert_close(full[4:7], samplers.initial_noise((3, 3), seed=42, start=4))
+    assert not torch.equal(full, samplers.initial_noise((10, 3), seed=43))
+    # samples are independent streams, not shifted copies of one another
+    assert len({v for r in full for v in r.tolist()}) == 30
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        samplers.initial_noise((2, 3), seed=-1)
+
+
+def test_stochastic_ddim_is_batch_invariant_with_per_sample_generators():
+    oracle = GaussianOracle()
+    traj = time_quadratic(oracle.schedule, 9)
+    x = samplers.initial_noise((6, 4), seed=1, dtype=torch.float64)
+    gens = samplers.sample_generators(5, 6)
+    full = samplers.sample_ddim(oracle, x, traj, eta=0.5, generator=gens)
+    first = samplers.sample_ddim(
+        oracle, x[:2], traj, eta=0.5, generator=samplers.sample_generators(5, 2)
+    )
+    rest = samplers.sample_ddim(
+        oracle, x[2:], traj, eta=0.5, generator=samplers.sample_generators(5, 4, start=2)
+    )
+    torch.testing.assert_close(full, torch.cat([first, rest]), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="3 generators given for a batch of 6 samples"):
+        samplers.sample_ddim(oracle, x, traj, eta=0.5, generator=samplers.sample_generators(5, 3))
+
+
+def test_ddpm_step_variance_matches_the_posterior():
+    """eta = 1 adds the DDPM posterior variance: s^2 = (1 - a') / (1 - a) (1 - a / a')."""
+    a, a_next = 0.3, 0.6
+    s = samplers.ddim_noise_std(a, a_next, 1.0)
+    beta = 1 - a / a_next
+    assert s**2 == pytest.approx((1 - a_next) / (1 - a) * beta, rel=1e-14)
+    assert samplers.ddim_noise_std(a, 1.0, 1.0) == 0.0
+
+
+# --------------------------------------------------------------------------- conditioning
+def test_class_labels_pass_through_as_the_guided_model_does():
+    from vrg_analysis.training import GuidedEpsModel, load_trained
+
+    net = load_trained("digits-unet-cond")
+    labels = torch.tensor([0, 3, 7])
+    x = samplers.initial_noise((3, 1, 8, 8), seed=0)
+    traj = time_quadratic(net.schedule, 4)
+    via_kwargs = samplers.sample_dpm_solver_pp_2m(net, x, traj, model_kwargs={"y": labels})
+    via_wrapper = samplers.sample_dpm_solver_pp_2m(GuidedEpsModel(net, labels, 1.0), x, traj)
+    torch.testing.assert_close(via_kwargs, via_wrapper)
+    unconditional = samplers.sample_dpm_solver_pp_2m(net, x, traj)
+    assert not torch.allclose(via_kwargs, unconditional)
+    guided = samplers.sample_dpm_solver_pp_2m(GuidedEpsModel(net, labels, 3.0), x, traj)
+    assert not torch.allclose(guided, via_wrapper)

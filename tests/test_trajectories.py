@@ -8,6 +8,7 @@ from vrg_analysis import (
     NoiseSchedule,
     Trajectory,
     baseline,
+    dpm_solver_levels,
     karras,
     logsnr_uniform,
     read_official_trajectory,
@@ -34,15 +35,17 @@ def test_every_official_file_is_reproduced(official_dir):
     checked = 0
     for path in sorted((official_dir / "trajectories").glob("dpm_alphaBar_*.txt")):
         order, steps, skip = re.match(r"dpm_alphaBar_(\d)-(\d+)-(.+)\.txt", path.name).groups()
-        # Higher-order logSNR files place DPM-Solver's intermediate points, not K uniform levels.
-        if skip == "logSNR" and order != "1":
-            continue
+        # Higher-order logSNR files hold DPM-Solver's intermediate levels, not K uniform ones.
         ref = read_official_trajectory(path)
-        mine = baseline(names[skip], SCHED, int(steps))
+        mine = dpm_solver_levels(SCHED, int(steps), int(order), names[skip])
+        if order == "1" or skip != "logSNR":
+            np.testing.assert_array_equal(
+                mine.alpha_bar, baseline(names[skip], SCHED, int(steps)).alpha_bar
+            )
         assert mine.K == ref.K == int(steps)
         np.testing.assert_allclose(mine.alpha_bar, ref.alpha_bar, RTOL, ATOL, err_msg=path.name)
         checked += 1
-    assert checked >= 40
+    assert checked == 54  # every official DPM-Solver trajectory file
 
 
 def test_sampling_order_and_indexing():
@@ -123,3 +126,17 @@ def test_official_reader_errors(tmp_path):
     p.write_text("# nothing\n")
     with pytest.raises(ValueError, match="no alpha_bar values"):
         read_official_trajectory(p)
+
+
+def test_dpm_solver_levels_checks_its_arguments_and_groups_like_the_sampler():
+    from vrg_analysis import samplers
+
+    with pytest.raises(ValueError, match="unknown DPM-Solver order 4"):
+        dpm_solver_levels(SCHED, 10, 4)
+    with pytest.raises(ValueError, match="unknown skip_type 'karras'"):
+        dpm_solver_levels(SCHED, 10, 2, "karras")
+    levels = dpm_solver_levels(SCHED, 10, 3)
+    # outer steps of 3 levels, uniform in lambda_ inside each: the sampler's default groups agree
+    assert samplers.singlestep_groups(levels.K, 3) == [3, 3, 3, 1]
+    lam = levels.lambda_
+    np.testing.assert_allclose(np.diff(lam[:9]), np.diff(lam[:9])[0], rtol=1e-9)

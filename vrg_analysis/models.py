@@ -62,7 +62,7 @@ class TorchEpsModel:
 
     def __init__(
         self,
-        fn: Callable[[Tensor, Tensor], Tensor],
+        fn: Callable[..., Tensor],
         schedule: NoiseSchedule,
         prediction: Prediction = "epsilon",
         name: str = "torch-model",
@@ -79,8 +79,9 @@ class TorchEpsModel:
         self.prediction: Prediction = prediction
         self.name = name
 
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        out = self.fn(x, t)
+    def __call__(self, x: Tensor, t: Tensor, **model_kwargs: Any) -> Tensor:
+        """``fn(x, t, **model_kwargs)`` as noise; ``model_kwargs`` carries conditioning."""
+        out = self.fn(x, t, **model_kwargs)
         if self.prediction == "epsilon":
             return out
         a = torch.as_tensor(self.schedule.alpha_bar(t.detach().cpu().numpy()), dtype=x.dtype)
@@ -353,7 +354,9 @@ class DiffusersEpsModel(TorchEpsModel):
         self.sample_shape: tuple[int, int, int] = (self.in_channels, *hw)
         self._integer_t = getattr(cfg, "time_embedding_type", "positional") == "learned"
 
-    def _forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def _forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        """The UNet's output for ``x`` at timesteps ``t`` (``class_labels`` for a class-conditional
+        UNet, passed through as diffusers' ``class_labels``)."""
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -376,11 +379,20 @@ class DiffusersEpsModel(TorchEpsModel):
             # sinusoidal embedding of real t; float32 keeps the fractional part (fp16 would not)
             t_dev = t.to(device=self.device, dtype=torch.float32)
         x_dev = x.to(device=self.device, dtype=self.dtype)
+        if class_labels is not None:
+            class_labels = torch.as_tensor(class_labels).to(self.device)
+            if class_labels.shape[:1] != x.shape[:1]:
+                raise ValueError(
+                    f"class_labels has shape {tuple(class_labels.shape)}; expected [{x.shape[0]}]"
+                )
         step = x.shape[0] if self.batch_size is None else self.batch_size
         outs: list[Tensor] = []
         with torch.no_grad():
             for i in range(0, x.shape[0], max(step, 1)):
-                out = self.unet(x_dev[i : i + step], t_dev[i : i + step]).sample
+                labels = None if class_labels is None else class_labels[i : i + step]
+                out = self.unet(
+                    x_dev[i : i + step], t_dev[i : i + step], class_labels=labels
+                ).sample
                 if self.learned_variance:
                     out = out[:, : self.in_channels]  # [eps, variance] as diffusers' pipelines
                 outs.append(out.to(device=x.device, dtype=x.dtype))

@@ -48,6 +48,7 @@ __all__ = [
     "time_quadratic",
     "logsnr_uniform",
     "karras",
+    "dpm_solver_levels",
     "read_official_trajectory",
 ]
 
@@ -228,6 +229,54 @@ def baseline(name: str, schedule: NoiseSchedule, num_steps: int) -> Trajectory:
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
     return BASELINES[name](schedule, num_steps)
+
+
+def _singlestep_plan(num_steps: int, order: int) -> list[int]:
+    """DPM-Solver's outer-step orders for ``num_steps`` model calls (Lu et al. 2022a,
+    ``get_orders_and_timesteps_for_singlestep_solver``)."""
+    n = num_steps
+    if order == 3:
+        k = n // 3 + 1
+        if n % 3 == 0:
+            return [3] * (k - 2) + [2, 1]
+        return [3] * (k - 1) + ([1] if n % 3 == 1 else [2])
+    if order == 2:
+        return [2] * (n // 2) if n % 2 == 0 else [2] * (n // 2) + [1]
+    return [1] * n
+
+
+def dpm_solver_levels(
+    schedule: NoiseSchedule, num_steps: int, order: int, skip_type: str = "logsnr_uniform"
+) -> Trajectory:
+    """Every level at which DPM-Solver's singlestep solver of ``order`` calls the model, for a
+    budget of ``num_steps`` calls: K = ``num_steps`` levels, one per model call.
+
+    ``time_uniform`` / ``time_quadratic``: DPM-Solver evaluates on the ``num_steps``-step grid,
+    so this is :func:`time_uniform` / :func:`time_quadratic`. ``logsnr_uniform``: outer steps
+    uniform in ``lambda_`` with the orders of DPM-Solver's plan (order 3 and 10 calls:
+    ``[3, 3, 3, 1]``), and inside an outer step of order ``p`` the intermediate levels at
+    ``lambda_s + h j / p`` (DPM-Solver's ``r1 = 1/2``; ``r1 = 1/3, r2 = 2/3``). These are the
+    levels of the official VRG trajectory files; :func:`vrg_analysis.samplers.sample_dpm_solver`
+    reads its intermediate levels from them.
+    """
+    k = _check_steps(num_steps)
+    if order not in (1, 2, 3):
+        raise ValueError(f"unknown DPM-Solver order {order!r}; expected 1, 2 or 3")
+    if skip_type in ("time_uniform", "time_quadratic"):
+        return BASELINES[skip_type](schedule, k)
+    if skip_type != "logsnr_uniform":
+        raise ValueError(
+            f"unknown skip_type {skip_type!r}; expected 'logsnr_uniform', 'time_uniform' or "
+            "'time_quadratic'"
+        )
+    plan = _singlestep_plan(k, order)
+    lam_t = float(lambda_from_alpha_bar(schedule.alpha_bar_min))
+    lam_0 = float(lambda_from_alpha_bar(schedule.alpha_bar_max))
+    outer = np.linspace(lam_t, lam_0, len(plan) + 1)
+    lam = [
+        outer[i] + (outer[i + 1] - outer[i]) * j / p for i, p in enumerate(plan) for j in range(p)
+    ]
+    return Trajectory(alpha_bar_from_lambda(np.array(lam)), name=f"dpm_solver_{order}_logsnr")
 
 
 def read_official_trajectory(path: str | Path, name: str | None = None) -> Trajectory:

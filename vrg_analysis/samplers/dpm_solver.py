@@ -173,7 +173,7 @@ def singlestep_groups(num_levels: int, order: int) -> list[int]:
         return [3] * (k // 3 - 1) + [2, 1]
     if k % 3 == 1:
         return [3] * (k // 3) + [1]
-    return [3] * (k // 3 - 1) + [2, 2, 1]
+    return [3] * (k // 3 - 1) + [2, 2, 1] if k > 2 else [1, 1]
 
 
 def _check_groups(groups: Sequence[int], num_levels: int) -> list[int]:
