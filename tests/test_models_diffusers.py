@@ -264,7 +264,6 @@ def _edit_json(path: Path, **changes: object) -> None:
         ("scheduler", {"rescale_betas_zero_snr": True}, "rescale_betas_zero_snr"),
         ("scheduler", {"num_train_timesteps": 1}, "num_train_timesteps must be"),
         ("unet", {"_class_name": "UNet2DConditionModel"}, "'UNet2DConditionModel' is not"),
-        ("unet", {"num_class_embeds": 10}, "class-conditional"),
     ],
 )
 def test_bad_configs(tmp_path: Path, folder: Path, file: str, changes: dict, match: str) -> None:
@@ -303,3 +302,32 @@ def test_cuda_half_precision_agrees_with_cpu(folder: Path, model, dtype: torch.d
     assert out.device == x.device and out.dtype == x.dtype
     tol = 1e-4 if dtype == torch.float32 else 5e-2
     torch.testing.assert_close(out, model(x, t), rtol=tol, atol=tol)
+
+
+def test_class_conditional_unet_takes_class_labels_through_a_sampler(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cond = diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=3,
+    ).eval()
+    loaded = load_diffusers_model(_save(tmp_path / "cond", cond, num_train_timesteps=1000))
+    x, t = _batch(3)
+    labels = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        ref = cond(x, t, class_labels=labels).sample
+    torch.testing.assert_close(loaded(x, t, class_labels=labels), ref)
+    traj = time_uniform(loaded.schedule, 3)
+    a = sample_ddim(loaded, x, traj, model_kwargs={"class_labels": labels})
+    b = sample_ddim(loaded, x, traj, model_kwargs={"class_labels": labels.flip(0)})
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match=r"class_labels has shape \(2,\); expected \[3\]"):
+        loaded(x, t, class_labels=labels[:2])
+    with pytest.raises(ValueError, match="is class-conditional: pass class_labels"):
+        loaded(x, t)

@@ -353,6 +353,10 @@ class DiffusersEpsModel(TorchEpsModel):
         hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
         self.sample_shape: tuple[int, int, int] = (self.in_channels, *hw)
         self._integer_t = getattr(cfg, "time_embedding_type", "positional") == "learned"
+        self.class_conditional = bool(
+            getattr(cfg, "num_class_embeds", None) is not None
+            or getattr(cfg, "class_embed_type", None)
+        )
 
     def _forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
         """The UNet's output for ``x`` at timesteps ``t`` (``class_labels`` for a class-conditional
@@ -379,6 +383,11 @@ class DiffusersEpsModel(TorchEpsModel):
             # sinusoidal embedding of real t; float32 keeps the fractional part (fp16 would not)
             t_dev = t.to(device=self.device, dtype=torch.float32)
         x_dev = x.to(device=self.device, dtype=self.dtype)
+        if class_labels is None and self.class_conditional:
+            raise ValueError(
+                f"{self.name} is class-conditional: pass class_labels (a sampler forwards "
+                "model_kwargs={'class_labels': labels})"
+            )
         if class_labels is not None:
             class_labels = torch.as_tensor(class_labels).to(self.device)
             if class_labels.shape[:1] != x.shape[:1]:
@@ -447,10 +456,6 @@ def load_diffusers_model(
         raise ValueError(
             f"{unet_dir / _MODEL_CONFIG}: model class {cls_name!r} is not supported; "
             "expected 'UNet2DModel' (unconditional DDPM-type UNet)"
-        )
-    if model_cfg.get("num_class_embeds") is not None or model_cfg.get("class_embed_type"):
-        raise ValueError(
-            f"{unet_dir}: class-conditional UNet2DModel is not supported (it needs class labels)"
         )
     if model_cfg.get("time_embedding_type", "positional") == "fourier":
         raise ValueError(
