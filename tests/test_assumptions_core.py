@@ -1,0 +1,213 @@
+"""Audit core: verdicts, multiple testing, zero mean, Gaussianity, independence, calibration."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vrg_analysis import samplers, time_quadratic
+from vrg_analysis.assumptions import (
+    AuditResult,
+    ErrorSample,
+    adjust_pvalues,
+    normality_audit,
+    results_to_csv,
+    results_to_markdown,
+    summarize,
+    write_results,
+    zero_mean_audit,
+)
+from vrg_analysis.assumptions.calibration import calibrate
+from vrg_analysis.assumptions.gaussianity import (
+    anderson_darling_pvalue,
+    anderson_darling_statistic,
+    wasserstein_to_normal,
+)
+from vrg_analysis.assumptions.independence import (
+    cpe_with_step_covariance,
+    distance_correlation_test,
+    independence_audit,
+    permutation_correlation_test,
+    step_correlation_matrix,
+)
+from vrg_analysis.assumptions.samples import errors_along_path, errors_on_data
+from vrg_analysis.testbeds import PlantedErrorModel, make_testbed
+
+LEVELS = [0.1, 0.5, 0.9]
+
+
+def _gauss(n: int = 3000, d: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((len(LEVELS), n, d))
+
+
+def _sample(e: np.ndarray, paired: bool = False) -> ErrorSample:
+    return ErrorSample(e, LEVELS[: e.shape[0]], "planted", "planted", paired=paired)
+
+
+# --------------------------------------------------------------------------- multiple testing
+def test_holm_and_bh_match_their_definitions():
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, made monotone
+    np.testing.assert_allclose(adjust_pvalues(p, "holm")[:4], [0.03, 0.06, 0.06, 0.02])
+    # BH: p_(i) m / i from the top, made monotone: 0.04, 0.04, 0.04, 0.02
+    np.testing.assert_allclose(adjust_pvalues(p, "bh")[:4], [0.02, 0.04, 0.04, 0.02])
+    assert math.isnan(adjust_pvalues(p, "holm")[4])
+    with pytest.raises(ValueError, match="unknown correction 'bonf'"):
+        adjust_pvalues(p, "bonf")
+    with pytest.raises(ValueError, match=r"p-values must lie in \[0, 1\]; p\[1\] = 1.5"):
+        adjust_pvalues([0.1, 1.5])
+
+
+# --------------------------------------------------------------------------- inputs
+def test_bad_error_samples_are_named():
+    with pytest.raises(ValueError, match="2 levels given for errors of shape"):
+        ErrorSample(np.zeros((3, 10, 2)), [0.1, 0.2], "s", "r")
+    e = _gauss(50)
+    e[1, 4, 0] = np.nan
+    with pytest.raises(ValueError, match=r"errors at level 1 \(alpha_bar = 0.5\) contain NaN"):
+        _sample(e)
+    with pytest.raises(ValueError, match=r"alpha_bar\[0\] = 1.0 is outside \(0, 1\)"):
+        ErrorSample(np.zeros((1, 10, 2)), [1.0], "s", "r")
+    with pytest.raises(ValueError, match="test needs at least 20 samples per level, got n = 12"):
+        normality_audit(_sample(_gauss(12)))
+    with pytest.raises(ValueError, match="dim 0 are constant"):
+        zero_mean_audit(_sample(np.ones((1, 30, 2))))
+    with pytest.raises(ValueError, match="needs errors recorded along sampling paths"):
+        independence_audit(_sample(_gauss(50)))
+
+
+# --------------------------------------------------------------------------- zero mean
+def test_zero_mean_holds_detects_bias_and_is_inconclusive_when_small():
+    e = _gauss(5000)
+    e[1, :, 2] += 0.3  # one biased coordinate at one level
+    res = zero_mean_audit(_sample(e))
+    by = {r.scope: r for r in res}
+    assert by["alpha_bar=0.5 dim 2"].verdict == "violated"
+    assert by["alpha_bar=0.5 dim 2"].effect_size == pytest.approx(0.3, abs=0.05)
+    assert all(r.verdict == "holds" for s, r in by.items() if s != "alpha_bar=0.5 dim 2")
+    assert all(r.correction == "holm" and r.p_adjusted >= r.p_value for r in res)
+    small = zero_mean_audit(_sample(_gauss(40)))
+    assert {r.verdict for r in small} == {"inconclusive"}
+    assert "samples" in small[0].note and "needed" in small[0].note
+
+
+# --------------------------------------------------------------------------- Gaussianity
+def test_anderson_darling_matches_scipy_and_its_pvalue_table():
+    from scipy import stats
+
+    z = np.random.default_rng(3).standard_normal(400)
+    z = (z - z.mean()) / z.std(ddof=1)
+    with pytest.warns(FutureWarning):
+        ref = stats.anderson(z, dist="norm")
+    assert anderson_darling_statistic(z) == pytest.approx(ref.statistic, rel=1e-10)
+    # at scipy's 5% critical value (which includes the small-sample factor) p is about 0.05
+    crit = ref.critical_values[2] / (1 + 0.75 / 400 + 2.25 / 400**2)
+    assert anderson_darling_pvalue(crit, 400) == pytest.approx(0.05, abs=0.006)
+
+
+def test_normality_audit_flags_heavy_tails_not_gaussian_errors():
+    rng = np.random.default_rng(1)
+    e = rng.standard_normal((2, 5000, 2))
+    e[1] = rng.standard_t(5, (5000, 2)) * math.sqrt(3 / 5)
+    res = normality_audit(ErrorSample(e, [0.2, 0.8], "planted", "planted"))
+    level0 = [r for r in res if r.alpha_bar == 0.2]
+    level1 = [r for r in res if r.alpha_bar == 0.8]
+    assert all(r.verdict == "holds" for r in level0), [(r.method, r.note) for r in level0]
+    kurt = [r for r in level1 if r.effect_name == "excess kurtosis"]
+    assert all(r.verdict == "violated" and r.effect_size > 2 for r in kurt)
+    assert {r.verdict for r in level1 if "shapiro" in r.method} == {"violated"}
+    assert wasserstein_to_normal(rng.standard_normal(20000)) < 0.02
+
+
+# --------------------------------------------------------------------------- independence
+def test_permutation_and_distance_correlation_tests():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((300, 2))
+    b = rng.standard_normal((300, 2))
+    r, p = permutation_correlation_test(a, b, permutations=499)
+    assert abs(r) < 0.15 and p > 0.01
+    c = 0.5 * a + math.sqrt(0.75) * b
+    r, p = permutation_correlation_test(a, c, permutations=499)
+    assert r == pytest.approx(0.5, abs=0.1) and p == pytest.approx(1 / 500)
+    # a nonlinear dependence without correlation: distance correlation sees it
+    u = rng.standard_normal((400, 1))
+    r_lin, _ = permutation_correlation_test(u, u**2 - 1, permutations=199)
+    _, _, p_d = distance_correlation_test(u, u**2 - 1)
+    assert abs(r_lin) < 0.15 and p_d < 1e-6
+
+
+def test_independence_audit_on_planted_step_correlation_and_cpe_consequence():
+    bed = make_testbed("mixture-2d")
+    x = samplers.initial_noise((2000, 2), 0, dtype=torch.float64)
+    traj = time_quadratic(bed.schedule, 5)
+    for rho, expect in ((0.0, {"holds", "inconclusive"}), (0.4, {"violated"})):
+        model = PlantedErrorModel(bed.model, std=0.1, step_correlation=rho, seed=3)
+        sample = errors_along_path(model, bed.model, x, traj)
+        assert sample.paired and sample.errors.shape == (5, 2000, 2)
+        # the recorded error is the planted one: std 0.1, AR(1) correlation rho
+        np.testing.assert_allclose(np.sqrt(sample.mse()), 0.1, rtol=0.1)
+        corr = step_correlation_matrix(sample)
+        np.testing.assert_allclose(np.diag(corr, 1), rho, atol=0.1)
+        res = independence_audit(sample, permutations=199)
+        tests = [r for r in res if r.audit == "independence"]
+        verdicts = [r.verdict for r in tests if "permutation" in r.method]
+        assert set(verdicts) <= expect and (rho > 0 or verdicts.count("holds") >= 2), verdicts
+        cc = cpe_with_step_covariance(sample, bootstrap=100)
+        # AR(1): E[d_k d_l] = rho^|k-l| s^2; the accumulated variance follows exactly
+        c = cc.coefficients
+        expected = sum(c[k] * c[m] * rho ** abs(k - m) for k in range(5) for m in range(5))
+        assert cc.ratio == pytest.approx(expected / float(np.sum(c**2)), rel=0.15)
+
+
+def test_errors_on_data_match_the_planted_and_the_profiled_error():
+    bed = make_testbed("mixture-2d")
+    model = PlantedErrorModel(bed.model, std=0.2, seed=1)
+    x0 = bed.train_x[:2000].double()
+    own = errors_on_data(model, x0, [0.3, 0.7], reference=bed.model)
+    np.testing.assert_allclose(own.mse(), 0.04, rtol=0.1)  # the planted variance
+    full = errors_on_data(model, x0, [0.3, 0.7])  # against the true noise: + the spread
+    assert np.all(full.mse() > own.mse())
+    assert full.reference.startswith("eps (the true noise)")
+
+
+# --------------------------------------------------------------------------- results as data
+def test_results_round_trip_to_tables(tmp_path):
+    res = zero_mean_audit(_sample(_gauss(200)))
+    csv_text = results_to_csv(res)
+    assert csv_text.splitlines()[0].startswith("audit,method,scope,statistic,p_value")
+    assert len(csv_text.splitlines()) == len(res) + 1
+    md = results_to_markdown(res)
+    assert md.count("\n") == len(res) + 2 and "| zero-mean |" in md
+    csv_path, md_path = write_results(res, tmp_path / "out")
+    assert csv_path.read_text() == csv_text and md_path.read_text() == md
+    s = summarize(res)["zero-mean"]
+    assert s["tests"] == len(res) == s["holds"] + s["violated"] + s["inconclusive"]
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        AuditResult("a", "m", "s", 0.0, 0.5, 0.0, "e", 0.1, "maybe", 10)
+
+
+# --------------------------------------------------------------------------- calibration
+def test_calibration_at_a_small_size():
+    """60 replications (n = 2000, 300 paths): every null rejection rate's Wilson interval covers
+    alpha = 0.05, and the heavy-tail and step-correlation alternatives are caught (power >= 0.9).
+    The full check (>= 500 replications, band [0.03, 0.07], n = 5000) is the calibration
+    notebook's."""
+    res = calibrate(
+        replications=60,
+        n=2000,
+        n_paths=300,
+        scenarios=("null", "student_t", "correlation"),
+        permutations=199,
+    )
+    null = [r for r in res.rows if r.scenario == "null"]
+    assert len(null) == 10
+    for r in null:
+        assert r.ci_low <= 0.05 <= r.ci_high, (r.test, r.rate)
+    for r in res.rows:
+        if r.scenario != "null" and r.target:
+            assert r.rate >= 0.9, (r.scenario, r.test, r.rate)
+    with pytest.raises(ValueError, match=r"unknown scenario\(s\) \['drift'\]"):
+        calibrate(scenarios=("drift",))

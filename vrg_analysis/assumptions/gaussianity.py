@@ -1,0 +1,333 @@
+"""Zero mean and Gaussianity of the prediction error, per noise level and per coordinate.
+
+VRG models ``delta = eps_hat - eps`` as zero-mean Gaussian (paper, sec. 3, shown with a
+histogram). Both parts are tested here on the ``n`` independent samples of each coordinate at each
+level (coordinates, not pooled elements: pooling coordinates of different variance makes a scale
+mixture that is never Gaussian, and coordinates of one sample are not independent).
+
+Zero mean, per (level, coordinate): a one-sample t test of ``mean = 0`` and Schuirmann's two
+one-sided tests (TOST) of ``|mean| < margin * sd``; effect size: the standardized mean
+``d = mean / sd`` (Cohen's d). Verdict: ``holds`` when TOST rejects (equivalence shown),
+``violated`` when the t test rejects and ``|d| > margin``, else ``inconclusive``.
+
+Gaussianity, per (level, coordinate), on the standardized values: D'Agostino-Pearson K^2
+(``scipy.stats.normaltest``), Anderson-Darling with estimated mean and variance (p-value from
+D'Agostino & Stephens 1986, table 4.9), Jarque-Bera, and Shapiro-Wilk on a fixed-size random
+subsample (its p-value is only accurate up to n = 5000, and it detects negligible deviations at
+large n). Their effect size is the 1-Wasserstein distance between the standardized sample and
+N(0, 1) (mean absolute gap between sample and normal quantiles, in sd units). Two more rows give
+the skewness and the excess kurtosis (D'Agostino's skewness and Anscombe-Glynn kurtosis tests) with
+their own tolerances. Verdicts: ``violated`` when the corrected test rejects and the effect exceeds
+its tolerance; ``holds`` when the effect is within tolerance (for skewness and kurtosis: its 95%
+interval inside the tolerance; for the distance: point estimate, and at least ``min_n`` samples);
+else ``inconclusive``.
+
+Every family (all levels x coordinates of one test) is corrected together, Holm by default
+(``correction="bh"`` for Benjamini-Hochberg).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import special, stats
+
+from .samples import ErrorSample
+from .verdicts import AuditResult, Correction, adjust_pvalues, with_adjusted
+
+__all__ = [
+    "anderson_darling_statistic",
+    "anderson_darling_pvalue",
+    "wasserstein_to_normal",
+    "mean_test",
+    "omnibus_test",
+    "zero_mean_audit",
+    "normality_audit",
+    "NORMALITY_TESTS",
+    "MIN_SAMPLES",
+]
+
+#: The omnibus normality tests, by the name used in results.
+NORMALITY_TESTS: tuple[str, ...] = (
+    "dagostino_k2",
+    "anderson_darling",
+    "jarque_bera",
+    "shapiro_wilk",
+)
+#: Fewest samples per level each test accepts (scipy's limits; K^2 needs 20 for its kurtosis part).
+MIN_SAMPLES: dict[str, int] = {
+    "mean": 3,
+    "skewness": 8,
+    "kurtosis": 20,
+    "dagostino_k2": 20,
+    "anderson_darling": 8,
+    "jarque_bera": 20,
+    "shapiro_wilk": 20,
+}
+
+
+def _coordinates(d: int, max_coordinates: int | None, seed: int) -> np.ndarray:
+    if max_coordinates is None or d <= max_coordinates:
+        return np.arange(d)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(d, size=int(max_coordinates), replace=False))
+
+
+def _check_n(sample: ErrorSample, test: str) -> None:
+    need = MIN_SAMPLES[test]
+    if sample.n < need:
+        raise ValueError(
+            f"the {test} test needs at least {need} samples per level, got n = {sample.n}"
+        )
+
+
+def _scope(sample: ErrorSample, i: int, j: int) -> str:
+    return f"{sample.level_label(i)} dim {j}"
+
+
+def anderson_darling_statistic(z: np.ndarray) -> float:
+    """``A^2 = -n - (1/n) sum_i (2i - 1) [ln Phi(z_(i)) + ln(1 - Phi(z_(n+1-i)))]`` of the
+    standardized sample ``z`` against N(0, 1) (Anderson & Darling 1954; ``scipy.stats.anderson``'s
+    statistic, computed with ``log_ndtr`` so the tails do not underflow)."""
+    z = np.sort(np.asarray(z, dtype=np.float64))
+    n = z.size
+    i = np.arange(1, n + 1)
+    terms = (2 * i - 1) * (special.log_ndtr(z) + special.log_ndtr(-z[::-1]))
+    return float(-n - terms.sum() / n)
+
+
+def anderson_darling_pvalue(a2: float, n: int) -> float:
+    """p-value of the Anderson-Darling statistic ``a2`` for normality with estimated mean and
+    variance (D'Agostino & Stephens 1986, table 4.9, with the small-sample factor
+    ``1 + 0.75 / n + 2.25 / n^2``)."""
+    a = a2 * (1.0 + 0.75 / n + 2.25 / n**2)
+    if a >= 0.6:
+        p = math.exp(1.2937 - 5.709 * a + 0.0186 * a * a)
+    elif a >= 0.34:
+        p = math.exp(0.9177 - 4.279 * a - 1.38 * a * a)
+    elif a >= 0.2:
+        p = 1.0 - math.exp(-8.318 + 42.796 * a - 59.938 * a * a)
+    else:
+        p = 1.0 - math.exp(-13.436 + 101.14 * a - 223.73 * a * a)
+    return min(max(p, 0.0), 1.0)
+
+
+def wasserstein_to_normal(z: np.ndarray) -> float:
+    """``W1`` between the empirical distribution of ``z`` (standardized) and N(0, 1), from the
+    quantiles at ``(i - 1/2) / n``."""
+    z = np.sort(np.asarray(z, dtype=np.float64))
+    q = stats.norm.ppf((np.arange(1, z.size + 1) - 0.5) / z.size)
+    return float(np.mean(np.abs(z - q)))
+
+
+def _standardize(v: np.ndarray, scope: str) -> np.ndarray:
+    sd = float(np.std(v, ddof=1))
+    if not sd > 0.0:
+        raise ValueError(f"errors at {scope} are constant (sd = 0): nothing to test")
+    return (v - v.mean()) / sd
+
+
+def mean_test(
+    v: np.ndarray, margin: float, scope: str = "sample"
+) -> tuple[float, float, float, float]:
+    """``(t, p, d, p_tost)``: one-sample t test of ``mean = 0`` (two-sided), the standardized mean
+    ``d = mean / sd`` and Schuirmann's TOST p-value for ``|mean| < margin sd`` (the larger of the
+    one-sided p-values of ``mean <= -margin sd`` and ``mean >= margin sd``)."""
+    n = v.size
+    mean, sd = float(v.mean()), float(v.std(ddof=1))
+    if not sd > 0.0:
+        raise ValueError(f"errors at {scope} are constant (sd = 0): nothing to test")
+    se = sd / math.sqrt(n)
+    t = mean / se
+    p = float(2.0 * stats.t.sf(abs(t), n - 1))
+    p_tost = max(
+        float(stats.t.sf((mean + margin * sd) / se, n - 1)),
+        float(stats.t.cdf((mean - margin * sd) / se, n - 1)),
+    )
+    return t, p, mean / sd, p_tost
+
+
+def zero_mean_audit(
+    sample: ErrorSample,
+    *,
+    margin: float = 0.1,
+    alpha: float = 0.05,
+    correction: Correction = "holm",
+    max_coordinates: int | None = 16,
+    seed: int = 0,
+) -> list[AuditResult]:
+    """Mean test and TOST per (level, coordinate); ``margin`` in units of the coordinate's sd."""
+    if not margin > 0.0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    _check_n(sample, "mean")
+    n = sample.n
+    coords = _coordinates(sample.dim, max_coordinates, seed)
+    t_rows: list[AuditResult] = []
+    tost_p: list[float] = []
+    for i in range(sample.num_levels):
+        for j in coords:
+            v = sample.errors[i, :, j]
+            scope = _scope(sample, i, int(j))
+            t, p, d, p_tost = mean_test(v, margin, scope)
+            tost_p.append(p_tost)
+            t_rows.append(
+                AuditResult(
+                    audit="zero-mean",
+                    method=f"one-sample t + TOST (margin {margin:g} sd)",
+                    scope=scope,
+                    statistic=t,
+                    p_value=p,
+                    effect_size=d,
+                    effect_name="standardized mean (d)",
+                    tolerance=margin,
+                    verdict="inconclusive",
+                    n=n,
+                    alpha_bar=float(sample.alpha_bar[i]),
+                )
+            )
+    # 2. each family corrected over levels x coordinates (Holm or BH)
+    tost_adj = adjust_pvalues(tost_p, correction)
+    z_need = stats.norm.ppf(1.0 - alpha / max(len(t_rows), 1)) + stats.norm.ppf(0.95)
+    n_need = math.ceil((z_need / margin) ** 2)
+
+    def decide(k: int, r: AuditResult, p_adj: float, a: float) -> tuple[str, str]:
+        pt = float(tost_adj[k])
+        if pt < a:
+            return "holds", f"|mean| < {margin:g} sd shown (TOST p_adj = {pt:.2g})"
+        if p_adj < a and abs(r.effect_size) > margin:
+            return "violated", f"mean {r.effect_size:+.3g} sd, beyond the {margin:g} sd margin"
+        if p_adj < a:
+            return "inconclusive", "a bias is detected but not shown to exceed the margin"
+        return "inconclusive", f"too few samples to show |d| < {margin:g}: about {n_need} needed"
+
+    return with_adjusted(t_rows, correction, alpha, decide)
+
+
+def omnibus_test(
+    name: str, z: np.ndarray, subsample: np.ndarray | None = None
+) -> tuple[float, float]:
+    """``(statistic, p)`` of the normality test ``name`` (one of :data:`NORMALITY_TESTS`) on the
+    standardized sample ``z``; Shapiro-Wilk runs on ``z[subsample]`` when given."""
+    if name == "dagostino_k2":
+        res = stats.normaltest(z)
+        return float(res.statistic), float(res.pvalue)
+    if name == "anderson_darling":
+        a2 = anderson_darling_statistic(z)
+        return a2, anderson_darling_pvalue(a2, z.size)
+    if name == "jarque_bera":
+        res = stats.jarque_bera(z)
+        return float(res.statistic), float(res.pvalue)
+    res = stats.shapiro(z if subsample is None else z[subsample])
+    return float(res.statistic), float(res.pvalue)
+
+
+def normality_audit(
+    sample: ErrorSample,
+    *,
+    tests: Sequence[str] = NORMALITY_TESTS,
+    distance_tolerance: float = 0.05,
+    skewness_tolerance: float = 0.5,
+    kurtosis_tolerance: float = 1.0,
+    min_n: int = 500,
+    shapiro_size: int = 500,
+    alpha: float = 0.05,
+    correction: Correction = "holm",
+    max_coordinates: int | None = 16,
+    seed: int = 0,
+) -> list[AuditResult]:
+    """The four omnibus tests plus skewness and kurtosis rows, per (level, coordinate)."""
+    unknown = [t for t in tests if t not in NORMALITY_TESTS]
+    if unknown:
+        raise ValueError(f"unknown normality test(s) {unknown}; expected {list(NORMALITY_TESTS)}")
+    for t in (*tests, "skewness", "kurtosis"):
+        _check_n(sample, t)
+    n = sample.n
+    rng = np.random.default_rng(seed)
+    sub = None if n <= shapiro_size else np.sort(rng.choice(n, size=shapiro_size, replace=False))
+    coords = _coordinates(sample.dim, max_coordinates, seed)
+    rows: dict[str, list[AuditResult]] = {t: [] for t in (*tests, "skewness", "kurtosis")}
+    for i in range(sample.num_levels):
+        for j in coords:
+            scope = _scope(sample, i, int(j))
+            z = _standardize(sample.errors[i, :, j], scope)
+            w1 = wasserstein_to_normal(z)
+            common = {
+                "scope": scope,
+                "n": n,
+                "alpha_bar": float(sample.alpha_bar[i]),
+                "verdict": "inconclusive",
+            }
+            for name in tests:
+                stat, p = omnibus_test(name, z, sub)
+                m = f"{name.replace('_', ' ')}" + (
+                    f" (subsample of {sub.size})"
+                    if name == "shapiro_wilk" and sub is not None
+                    else ""
+                )
+                rows[name].append(
+                    AuditResult(
+                        audit="gaussianity",
+                        method=m,
+                        statistic=stat,
+                        p_value=p,
+                        effect_size=w1,
+                        effect_name="W1 to N(0,1) [sd]",
+                        tolerance=distance_tolerance,
+                        **common,
+                    )
+                )
+            sk = stats.skewtest(z)
+            rows["skewness"].append(
+                AuditResult(
+                    audit="gaussianity",
+                    method="skewness test (D'Agostino)",
+                    statistic=float(sk.statistic),
+                    p_value=float(sk.pvalue),
+                    effect_size=float(stats.skew(z)),
+                    effect_name="skewness",
+                    tolerance=skewness_tolerance,
+                    **common,
+                )
+            )
+            ku = stats.kurtosistest(z)
+            rows["kurtosis"].append(
+                AuditResult(
+                    audit="gaussianity",
+                    method="kurtosis test (Anscombe-Glynn)",
+                    statistic=float(ku.statistic),
+                    p_value=float(ku.pvalue),
+                    effect_size=float(stats.kurtosis(z)),
+                    effect_name="excess kurtosis",
+                    tolerance=kurtosis_tolerance,
+                    **common,
+                )
+            )
+
+    se = {"skewness": math.sqrt(6.0 / n), "kurtosis": math.sqrt(24.0 / n)}
+
+    def decide(k: int, r: AuditResult, p_adj: float, a: float) -> tuple[str, str]:
+        eff, tol = abs(r.effect_size), r.tolerance
+        if p_adj < a and eff > tol:
+            return "violated", f"{r.effect_name} {r.effect_size:.3g} beyond tolerance {tol:g}"
+        key = "skewness" if "skewness" in r.method else "kurtosis" if "kurtosis" in r.method else ""
+        if key:
+            if eff + 1.96 * se[key] <= tol:
+                return "holds", f"95% interval of the {r.effect_name} inside +-{tol:g}"
+            return "inconclusive", (
+                f"interval +-{1.96 * se[key]:.2g} too wide for tolerance {tol:g}"
+                if eff <= tol
+                else "beyond tolerance but not significant"
+            )
+        if n < min_n:
+            return "inconclusive", f"n = {n} < {min_n} samples: the distance is too noisy to judge"
+        if eff <= tol:
+            note = "within tolerance" + (" (deviation detectable)" if p_adj < a else "")
+            return "holds", note
+        return "inconclusive", "distance beyond tolerance but not significant"
+
+    out: list[AuditResult] = []
+    for family in rows.values():
+        out.extend(with_adjusted(family, correction, alpha, decide))
+    return out

@@ -1,0 +1,250 @@
+"""Independence of the prediction errors across the steps of one sampling path.
+
+VRG adds the per-step variances, ``CPE = sum_k c_k^2 w(a_k)`` with ``c_k = sigma_{k-1} - sigma_k``
+(DESIGN.md), which is the variance of the accumulated error ``sum_k c_k delta_k`` only when the
+``delta_k`` of one path are uncorrelated. Here the errors are recorded at the states a sampler
+actually visits (:func:`~.samples.errors_along_path`), ``errors[k, i]`` = step ``k`` of path ``i``.
+
+- Cross-step correlation: ``R_kl = tr E[d_k d_l^T] / sqrt(tr E[d_k d_k^T] tr E[d_l d_l^T])`` on
+  errors centred per step and coordinate (pooled over coordinates).
+- Tests, per consecutive pair of steps: a permutation test of ``R = 0`` (paths of step ``l``
+  shuffled against step ``k``; exact under independence of paths) and the bias-corrected distance
+  correlation t test (Szekely & Rizzo 2013, JMVA 117, eq. 2.10 ff.), which also sees nonlinear
+  dependence. Effect size: ``R``; tolerance ``|R| <= 0.1``.
+- Consequence: the variance of the accumulated error with the measured cross-step second moments,
+  ``sum_kl c_k c_l tr E[d_k d_l^T] / d``, against the independent formula ``sum_k c_k^2 w_k``; the
+  ratio with a bootstrap interval over paths. Tolerance: a ratio within ``1 +- 0.1``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from .._checks import frozen_array
+from ..schedules import sigma_from_alpha_bar
+from .samples import ErrorSample
+from .verdicts import AuditResult, Correction, with_adjusted
+
+__all__ = [
+    "step_correlation_matrix",
+    "permutation_correlation_test",
+    "distance_correlation_test",
+    "CovarianceCPE",
+    "cpe_with_step_covariance",
+    "independence_audit",
+]
+
+
+def _paired(sample: ErrorSample) -> None:
+    if not sample.paired:
+        raise ValueError(
+            "the independence audit needs errors recorded along sampling paths (paired=True, "
+            "row i the same path at every step): use errors_along_path"
+        )
+    if sample.num_levels < 2:
+        raise ValueError(f"need at least 2 steps per path, got {sample.num_levels}")
+
+
+def step_correlation_matrix(sample: ErrorSample) -> np.ndarray:
+    """``R[K, K]``: pooled cross-step correlation of the centred errors (module docstring)."""
+    e = sample.errors - sample.errors.mean(axis=1, keepdims=True)
+    flat = e.reshape(sample.num_levels, -1)
+    gram = flat @ flat.T
+    norm = np.sqrt(np.diag(gram))
+    if np.any(norm == 0.0):
+        k = int(np.flatnonzero(norm == 0.0)[0])
+        raise ValueError(f"errors at step {k} are constant: their correlation is undefined")
+    return gram / np.outer(norm, norm)
+
+
+def permutation_correlation_test(
+    a: np.ndarray, b: np.ndarray, *, permutations: int = 999, seed: int = 0
+) -> tuple[float, float]:
+    """``(R, p)``: pooled correlation of paired rows ``a[n, d]``, ``b[n, d]`` and its two-sided
+    permutation p-value ``(1 + #{|R_perm| >= |R|}) / (1 + permutations)``."""
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    scale = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    if scale == 0.0:
+        raise ValueError("constant errors: the correlation is undefined")
+    r = float((a * b).sum()) / scale
+    rng = np.random.default_rng(seed)
+    n = a.shape[0]
+    hits = 0
+    for start in range(0, permutations, 256):
+        m = min(256, permutations - start)
+        idx = np.argsort(rng.random((m, n)), axis=1)  # m permutations of the paths
+        r_perm = np.einsum("nd,mnd->m", a, b[idx]) / scale
+        hits += int(np.sum(np.abs(r_perm) >= abs(r) - 1e-12))
+    return r, (1.0 + hits) / (1.0 + permutations)
+
+
+def _u_centered(x: np.ndarray) -> np.ndarray:
+    d = np.sqrt(np.maximum(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1), 0.0))
+    n = d.shape[0]
+    row = d.sum(1) / (n - 2)
+    total = d.sum() / ((n - 1) * (n - 2))
+    u = d - row[:, None] - row[None, :] + total
+    np.fill_diagonal(u, 0.0)
+    return u
+
+
+def distance_correlation_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """``(R*, T, p)``: bias-corrected distance correlation of paired rows and its t test,
+    ``T = sqrt(v - 1) R* / sqrt(1 - R*^2)`` with ``v = n (n - 3) / 2``, one-sided, ``t(v - 1)``
+    under independence for large n (Szekely & Rizzo 2013)."""
+    n = a.shape[0]
+    if n < 4:
+        raise ValueError(f"distance correlation needs at least 4 paths, got {n}")
+    ua, ub = _u_centered(np.asarray(a, float)), _u_centered(np.asarray(b, float))
+    scale = n * (n - 3)
+    xy, xx, yy = (ua * ub).sum() / scale, (ua * ua).sum() / scale, (ub * ub).sum() / scale
+    if xx <= 0.0 or yy <= 0.0:
+        raise ValueError("constant errors: the distance correlation is undefined")
+    r = float(xy / math.sqrt(xx * yy))
+    v = n * (n - 3) / 2.0
+    t = math.sqrt(v - 1.0) * r / math.sqrt(max(1.0 - r * r, 1e-300))
+    return r, t, float(stats.t.sf(t, v - 1.0))
+
+
+@dataclass(frozen=True)
+class CovarianceCPE:
+    """The accumulated-error variance with and without the measured cross-step terms."""
+
+    independent: float  # sum_k c_k^2 w_k  (VRG's CPE with the path's own w_k)
+    with_covariance: float  # sum_kl c_k c_l tr E[d_k d_l^T] / d
+    ratio: float
+    ratio_ci: tuple[float, float]  # bootstrap 95% over paths
+    coefficients: np.ndarray  # c_k in sampling order
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coefficients", frozen_array(self.coefficients))
+
+
+def cpe_with_step_covariance(
+    sample: ErrorSample, *, bootstrap: int = 500, seed: int = 0
+) -> CovarianceCPE:
+    """CPE from the path errors' second moments, with and without cross-step terms.
+
+    ``c_k = sigma(a_{k+1}) - sigma(a_k)`` in sampling order (the last step ends at ``sigma = 0``):
+    the y-space DDIM update ``y_next = y + c_k eps_hat`` carries the error ``c_k delta_k``.
+    """
+    _paired(sample)
+    sig = np.append(sigma_from_alpha_bar(sample.alpha_bar), 0.0)
+    c = np.diff(sig)  # negative: sigma decreases along the path
+    e = sample.errors  # raw second moments, as the MSE profile w
+
+    def both(rows: np.ndarray) -> tuple[float, float]:
+        acc = np.einsum("k,knd->nd", c, e[:, rows])
+        indep = float(np.sum(c**2 * np.mean(e[:, rows] ** 2, axis=(1, 2))))
+        return indep, float(np.mean(acc**2))
+
+    indep, cov = both(np.arange(sample.n))
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for _ in range(bootstrap):
+        i, w = both(rng.integers(0, sample.n, sample.n))
+        ratios.append(w / i)
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return CovarianceCPE(indep, cov, cov / indep, (float(lo), float(hi)), c)
+
+
+def independence_audit(
+    sample: ErrorSample,
+    *,
+    tolerance: float = 0.1,
+    cpe_tolerance: float = 0.1,
+    permutations: int = 999,
+    alpha: float = 0.05,
+    correction: Correction = "holm",
+    seed: int = 0,
+    max_paths_dcor: int = 1000,
+) -> list[AuditResult]:
+    """Per consecutive step pair: permutation test and distance-correlation test of independence
+    (effect: pooled correlation ``R``, tolerance ``|R| <= tolerance``); plus one row for the
+    consequence on CPE (effect: ratio - 1, tolerance ``cpe_tolerance``)."""
+    _paired(sample)
+    if sample.n < 10:
+        raise ValueError(f"the independence audit needs at least 10 paths, got {sample.n}")
+    perm_rows, dcor_rows = [], []
+    rng = np.random.default_rng(seed)
+    for k in range(sample.num_levels - 1):
+        a, b = sample.errors[k], sample.errors[k + 1]
+        scope = f"steps {k}-{k + 1} ({sample.level_label(k)} -> {sample.alpha_bar[k + 1]:.4g})"
+        r, p = permutation_correlation_test(a, b, permutations=permutations, seed=seed + k)
+        common = {
+            "audit": "independence",
+            "scope": scope,
+            "n": sample.n,
+            "alpha_bar": float(sample.alpha_bar[k]),
+            "verdict": "inconclusive",
+            "effect_name": "cross-step correlation R",
+            "tolerance": tolerance,
+        }
+        perm_rows.append(
+            AuditResult(
+                method=f"permutation test of R ({permutations} perms)",
+                statistic=r,
+                p_value=p,
+                effect_size=r,
+                **common,
+            )
+        )
+        rows = np.arange(sample.n)
+        if sample.n > max_paths_dcor:
+            rows = np.sort(rng.choice(sample.n, size=max_paths_dcor, replace=False))
+        rd, t, pd = distance_correlation_test(a[rows], b[rows])
+        dcor_rows.append(
+            AuditResult(
+                method=f"distance correlation t test (n={rows.size})",
+                statistic=t,
+                p_value=pd,
+                effect_size=r,
+                **{**common, "note": f"bias-corrected dCor {rd:.3g}"},
+            )
+        )
+    se_r = 1.0 / math.sqrt(max(sample.n - 3, 1))
+
+    def decide(i: int, res: AuditResult, p_adj: float, a: float) -> tuple[str, str]:
+        eff = abs(res.effect_size)
+        if p_adj < a and eff > tolerance:
+            return "violated", f"R = {res.effect_size:+.3g}, beyond +-{tolerance:g}"
+        if abs(math.atanh(min(eff, 0.999999))) + 1.96 * se_r <= math.atanh(tolerance):
+            extra = f"; {res.note}" if res.note else ""
+            return "holds", f"95% interval of R inside +-{tolerance:g}{extra}"
+        return "inconclusive", (
+            "dependence detected, within tolerance but not shown"
+            if p_adj < a
+            else f"too few paths to show |R| < {tolerance:g}"
+        )
+
+    out = with_adjusted(perm_rows, correction, alpha, decide)
+    out += with_adjusted(dcor_rows, correction, alpha, decide)
+    cc = cpe_with_step_covariance(sample, seed=seed)
+    lo, hi = cc.ratio_ci
+    if lo > 1 + cpe_tolerance or hi < 1 - cpe_tolerance:
+        verdict, note = "violated", "the cross-step terms change CPE beyond tolerance"
+    elif 1 - cpe_tolerance <= lo and hi <= 1 + cpe_tolerance:
+        verdict, note = "holds", "the cross-step terms change CPE by less than the tolerance"
+    else:
+        verdict, note = "inconclusive", "the bootstrap interval straddles the tolerance"
+    out.append(
+        AuditResult(
+            audit="independence (consequence)",
+            method="CPE with measured cross-step moments",
+            scope=f"{sample.num_levels}-step path",
+            statistic=cc.ratio,
+            p_value=math.nan,
+            effect_size=cc.ratio - 1.0,
+            effect_name="CPE ratio - 1",
+            tolerance=cpe_tolerance,
+            verdict=verdict,
+            n=sample.n,
+            note=f"{note}; ratio {cc.ratio:.3f} [{lo:.3f}, {hi:.3f}]",
+        )
+    )
+    return out

@@ -1,0 +1,215 @@
+"""Audit results as data: one frozen :class:`AuditResult` per test, verdicts against stated
+tolerances, multiple-testing correction, and tidy tables (CSV / Markdown) for the scorecard.
+
+A verdict is never a p-value alone (with thousands of samples every tiny deviation is
+significant). Each test pairs a p-value with an effect size and a tolerance on it:
+
+- ``"violated"``: the test rejects after correction *and* the effect exceeds the tolerance;
+- ``"holds"``: the effect is shown to lie within the tolerance (an equivalence test, or its
+  confidence interval inside the tolerance);
+- ``"inconclusive"``: neither; the note says why (too few samples for the tolerance, or a
+  deviation detectable but not shown to matter).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..io import atomic_write_text
+
+__all__ = [
+    "Verdict",
+    "Correction",
+    "AuditResult",
+    "adjust_pvalues",
+    "with_adjusted",
+    "summarize",
+    "results_to_csv",
+    "results_to_markdown",
+    "write_results",
+    "VERDICTS",
+]
+
+Verdict = Literal["holds", "violated", "inconclusive"]
+Correction = Literal["holm", "bh", "none"]
+VERDICTS: tuple[str, ...] = ("holds", "violated", "inconclusive")
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """One test of one assumption at one scope (a noise level, a direction, a step pair)."""
+
+    audit: str  # e.g. "zero-mean", "gaussianity", "independence", "transfer"
+    method: str  # the test, named (e.g. "one-sample t (Welch), TOST margin 0.1 sd")
+    scope: str  # what was tested, e.g. "alpha_bar=0.512 dim 3"
+    statistic: float
+    p_value: float
+    effect_size: float
+    effect_name: str
+    tolerance: float
+    verdict: Verdict
+    n: int
+    alpha_bar: float = math.nan
+    p_adjusted: float = math.nan
+    correction: str = "none"
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def adjust_pvalues(p: ArrayLike, method: Correction = "holm") -> np.ndarray:
+    """Family-wise (Holm 1979, step-down) or false-discovery-rate (Benjamini & Hochberg 1995,
+    step-up) adjusted p-values; ``"none"`` returns them unchanged. NaNs stay NaN and are not
+    counted in the family."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if method not in ("holm", "bh", "none"):
+        raise ValueError(f"unknown correction {method!r}; expected 'holm', 'bh' or 'none'")
+    bad = np.flatnonzero(ok & ((p < 0.0) | (p > 1.0)))
+    if bad.size:
+        raise ValueError(
+            f"p-values must lie in [0, 1]; p[{int(bad[0])}] = {float(p.flat[bad[0]])!r}"
+        )
+    q = p[ok]
+    m = q.size
+    if m == 0 or method == "none":
+        out[ok] = q
+        return out
+    order = np.argsort(q, kind="stable")
+    ranked = q[order]
+    if method == "holm":
+        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
+
+
+Decide = Callable[[int, AuditResult, float, float], tuple[str, str]]
+
+
+def with_adjusted(
+    results: Sequence[AuditResult], method: Correction, alpha: float, decide: Decide
+) -> list[AuditResult]:
+    """Adjust the family's p-values together and re-decide each verdict with
+    ``decide(index, result, p_adjusted, alpha) -> (verdict, note)``."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    p_adj = adjust_pvalues([r.p_value for r in results], method)
+    out = []
+    for i, (r, pa) in enumerate(zip(results, p_adj, strict=True)):
+        verdict, note = decide(i, r, float(pa), alpha)
+        out.append(
+            AuditResult(
+                **{
+                    **r.to_dict(),
+                    "p_adjusted": float(pa),
+                    "correction": method,
+                    "verdict": verdict,
+                    "note": note,
+                }
+            )
+        )
+    return out
+
+
+def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
+    """Per audit: counts of each verdict, the overall verdict (violated if any test is,
+    holds if all hold, else inconclusive) and the largest effect."""
+    by: dict[str, list[AuditResult]] = {}
+    for r in results:
+        by.setdefault(r.audit, []).append(r)
+    out: dict[str, dict[str, object]] = {}
+    for audit, rows in by.items():
+        counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
+        overall = (
+            "violated"
+            if counts["violated"]
+            else "holds"
+            if counts["holds"] == len(rows)
+            else "inconclusive"
+        )
+        worst = max(rows, key=lambda r: abs(r.effect_size) if math.isfinite(r.effect_size) else -1)
+        out[audit] = {
+            "verdict": overall,
+            "tests": len(rows),
+            **counts,
+            "largest_effect": worst.effect_size,
+            "effect_name": worst.effect_name,
+            "tolerance": worst.tolerance,
+            "at": worst.scope,
+            "method": rows[0].method,
+        }
+    return out
+
+
+_COLUMNS = [f.name for f in fields(AuditResult)]
+
+
+def results_to_csv(results: Iterable[AuditResult]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(r.to_dict())
+    return buf.getvalue()
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.3g}"
+    return str(v).replace("|", "\\|")
+
+
+def results_to_markdown(
+    results: Iterable[AuditResult], columns: Sequence[str] | None = None
+) -> str:
+    cols = (
+        list(columns)
+        if columns is not None
+        else [
+            "audit",
+            "scope",
+            "method",
+            "effect_name",
+            "effect_size",
+            "tolerance",
+            "p_adjusted",
+            "verdict",
+            "n",
+        ]
+    )
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in results:
+        d = r.to_dict()
+        lines.append("| " + " | ".join(_fmt(d[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(
+    results: Sequence[AuditResult], out_dir: str | Path, stem: str = "verdicts"
+) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` and ``<stem>.md`` atomically into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
+    atomic_write_text(csv_path, results_to_csv(results))
+    atomic_write_text(md_path, results_to_markdown(results))
+    return csv_path, md_path
