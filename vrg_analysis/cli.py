@@ -5,6 +5,8 @@
     vrg-analysis optimize --profile P --trajectory T [--gamma 0.01] [--reg-lambda 100]
                           [--method exact|mlp_sgd] [--keep-start] --out vrg.json
     vrg-analysis train digits-unet [--out-dir data/models] [--steps N]
+    vrg-analysis audit --model mixture-2d|digits|FOLDER [--data D] [--device cuda] --out DIR
+                       [--quick]
 
 Profiles are read from ``.npz`` (:meth:`ErrorProfile.save`) or the official text format;
 trajectories from JSON (:meth:`Trajectory.save`) or the official text format.
@@ -100,6 +102,26 @@ def _parser() -> argparse.ArgumentParser:
         "shipped, hash-pinned model is never replaced by accident); without it, train into "
         "another --out-dir and compare the printed sha256 with the shipped card's",
     )
+    au = sub.add_parser(
+        "audit",
+        help="run the three assumption-audit notebooks on a model and write the executed "
+        "notebooks, the verdict table (CSV and Markdown) and the figures into --out",
+    )
+    au.add_argument(
+        "--model",
+        required=True,
+        help="a testbed (mixture-2d, mixture-8d, digits, digits-cond) "
+        "or a folder with a diffusers checkpoint (unet/ and scheduler/)",
+    )
+    au.add_argument(
+        "--data",
+        help="the model's training data (.npz, .npy or an image folder); "
+        "needed for a checkpoint folder",
+    )
+    au.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    au.add_argument("--out", required=True, type=Path, help="output folder")
+    au.add_argument("--quick", action="store_true", help="small sample sizes: a first look")
+    au.add_argument("--seed", type=int, default=0)
     return ap
 
 
@@ -117,6 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile = load_profile(args.profile, args.second_column, schedule)
             cpe = cumulative_prediction_error(load_trajectory(args.trajectory), profile)
             print(f"{cpe:.6f}")
+        elif args.command == "audit":
+            from .audit import format_summary, run_audit
+
+            run = run_audit(
+                args.model,
+                args.out,
+                data=args.data,
+                device=args.device,
+                quick=args.quick,
+                seed=args.seed,
+            )
+            print(format_summary(run.verdicts))
+            print(
+                f"wrote {run.csv}, {run.markdown} and {len(run.notebooks)} notebooks in "
+                f"{run.out_dir}"
+            )
         elif args.command == "train":
             from .training import train
 
@@ -157,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"(start level moved {100 * res.start_level_shift:+.1f}%, "
                 f"converged={res.converged}, {res.wall_time_s:.3f}s)"
             )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

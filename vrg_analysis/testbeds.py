@@ -56,6 +56,7 @@ __all__ = [
     "GaussianMixture",
     "SpreadEstimate",
     "OptimalEpsModel",
+    "EmpiricalOptimalEpsModel",
     "PlantedErrorModel",
     "reference_ode_endpoint",
     "MixtureTestbed",
@@ -508,6 +509,60 @@ class OptimalEpsModel:
 
 
 StdSpec = float | Callable[[FloatArray], ArrayLike]
+
+
+class EmpiricalOptimalEpsModel:
+    """The optimal noise predictor of an *empirical* data set (the training-loss minimiser).
+
+    For data ``x0_1 .. x0_N`` taken as equally weighted points, ``x_t = sqrt(a) x0 + sqrt(1-a) eps``
+    has the posterior ``p(i | x_t)`` = softmax of ``-||x_t - sqrt(a) x0_i||^2 / (2 (1 - a))`` and
+
+        eps*(x_t) = (x_t - sqrt(a) sum_i p(i | x_t) x0_i) / sqrt(1 - a)                  (E1)
+
+    (the mixture formula T2 with zero component covariances). A model trained on these data
+    minimises its error against (E1); it is the best available reference where no analytic
+    ``eps*`` exists, with one known limit: at low noise (E1) reproduces training points, which a
+    model that generalises does not, so the error against it there includes generalisation.
+    Cost per call: ``batch x N`` distances in ``d`` dimensions (chunked by ``chunk_rows``).
+    """
+
+    def __init__(
+        self, data: Tensor, schedule: NoiseSchedule, *, chunk_rows: int = 256, name: str = "data"
+    ) -> None:
+        if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 1:
+            raise ValueError("data must be a tensor [N >= 1, ...] of clean samples")
+        if not bool(torch.isfinite(data).all()):
+            raise ValueError("data contains NaN or infinite values")
+        self.data = data.detach().reshape(data.shape[0], -1).to(torch.float64)
+        self.sample_shape = tuple(data.shape[1:])
+        self.schedule = schedule
+        self.chunk_rows = int(chunk_rows)
+        self.name = name
+
+    def __call__(self, x: Tensor, t: Tensor, **_: Any) -> Tensor:
+        if tuple(x.shape[1:]) != self.sample_shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}; the data are {self.sample_shape}")
+        a = torch.as_tensor(_alpha_bar_of_t(self.schedule, t, x.shape[0]), dtype=torch.float64)
+        data = self.data.to(x.device)
+        flat = x.detach().reshape(x.shape[0], -1).to(torch.float64)
+        out = torch.empty_like(flat)
+        for s in range(0, flat.shape[0], self.chunk_rows):
+            rows = slice(s, s + self.chunk_rows)
+            sa = a[rows].sqrt().to(x.device)[:, None]
+            var = (1.0 - a[rows]).to(x.device)[:, None]
+            # 1. log p(i | x_t) up to a constant, (E1)
+            d2 = (
+                (flat[rows] ** 2).sum(1, keepdim=True)
+                - 2.0 * sa * (flat[rows] @ data.T)
+                + sa**2 * (data**2).sum(1)[None, :]
+            )
+            w = torch.softmax(-d2 / (2.0 * var), dim=1)
+            # 2. eps* = (x_t - sqrt(a) E[x0 | x_t]) / sqrt(1 - a)
+            out[rows] = (flat[rows] - sa * (w @ data)) / var.sqrt()
+        return out.reshape(x.shape).to(x.dtype)
+
+    def __repr__(self) -> str:
+        return f"EmpiricalOptimalEpsModel({self.name!r}, N={self.data.shape[0]})"
 
 
 class PlantedErrorModel:

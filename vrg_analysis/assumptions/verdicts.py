@@ -32,8 +32,10 @@ __all__ = [
     "AuditResult",
     "adjust_pvalues",
     "with_adjusted",
+    "with_source",
     "summarize",
     "results_to_csv",
+    "results_from_csv",
     "results_to_markdown",
     "write_results",
     "VERDICTS",
@@ -62,6 +64,7 @@ class AuditResult:
     p_adjusted: float = math.nan
     correction: str = "none"
     note: str = ""
+    source: str = ""  # what was audited, e.g. "digits-unet on training data, vs eps"
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -130,6 +133,11 @@ def with_adjusted(
     return out
 
 
+def with_source(results: Iterable[AuditResult], source: str) -> list[AuditResult]:
+    """The same results with ``source`` set (what model, data and reference were audited)."""
+    return [AuditResult(**{**r.to_dict(), "source": source}) for r in results]
+
+
 def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
     """Per audit: counts of each verdict, the overall verdict (violated if any test is,
     holds if all hold, else inconclusive) and the largest effect."""
@@ -170,6 +178,27 @@ def results_to_csv(results: Iterable[AuditResult]) -> str:
     for r in results:
         writer.writerow(r.to_dict())
     return buf.getvalue()
+
+
+def results_from_csv(text: str, source: str = "verdict table") -> list[AuditResult]:
+    """Parse :func:`results_to_csv` output back into results (``ValueError`` naming the line of a
+    malformed row)."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}")
+    types = {f.name: f.type for f in fields(AuditResult)}
+    out = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            kw: dict[str, object] = {}
+            for c in _COLUMNS:
+                v = row[c]
+                kw[c] = (int(v) if types[c] == "int" else float(v) if types[c] == "float" else v)
+            out.append(AuditResult(**kw))  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}:{line}: {exc}") from exc
+    return out
 
 
 def _fmt(v: object) -> str:
