@@ -19,8 +19,11 @@ coefficients are computed per step in float64 by 32-point Gauss-Legendre quadrat
 ``log rho``, where every basis gives a smooth integrand (the error is far below the float32
 resolution of a model). Order 1 is DDIM for every basis.
 
-The order rises from 1 over the first steps (no history yet), and the step into the clean sample
-is first order, as for the DPM-Solver family (:mod:`.dpm_solver`). NFE = K.
+The order rises from 1 over the first steps (no history yet; for order 3 this first-order start
+caps the asymptotic order at 2), and the step into the clean sample is first order, as for the
+DPM-Solver family (:mod:`.dpm_solver`). NFE = K. The cross-check with diffusers is on
+``basis="logrho"`` (the only basis diffusers implements); the bases share every line of code but
+the map ``u(rho)``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,11 @@ fourth-order multistep (diffusers' ``PNDMScheduler``); S-PNDM = (``"heun"``, 2);
 its order raised step by step from 1, no extra calls.
 
 The multistep coefficients are those of equal steps, as in PNDM and iPNDM, whatever the spacing of
-the trajectory. The Runge-Kutta half-step level is the midpoint in training time,
-``t_mid = (t_k + t_{k+1}) / 2`` (PNDM's ``t - delta/2``; on integer grids, diffusers' timestep).
+the trajectory: the combined estimate then carries an ``O(h^3)`` local error on any grid that is not
+uniform in ``sigma``, so the nominal fourth order is asymptotically second order (measured in the
+sampler chapter). The Runge-Kutta half-step level is the midpoint in training time,
+``t_mid = (t_k + t_{k+1}) / 2`` (PNDM's ``t - delta/2``; diffusers' integer half-step
+``t - (N_train // N) // 2`` is the same level only when ``N_train // N`` is even).
 NFE: K (iPNDM), K + 1 (improved-Euler start), K + 3 (order - 1) (Runge-Kutta start).
 """
 

@@ -5,7 +5,7 @@ Every sampler has the signature (k-diffusion style)
     sample_<name>(model, x_T, trajectory, *, callback=None, generator=None, model_kwargs=None,
                   **options) -> Tensor
 
-and is registered here with its fixed options, its theoretical order, the fewest levels it
+and is registered here with its fixed options, its nominal order, the fewest levels it
 accepts, its model-call count for K levels (NFE) and the paper equations it implements, so that
 notebooks name a sampler by string and compare samplers at equal NFE.
 """
@@ -60,7 +60,7 @@ class SamplerSpec:
     name: str
     fn: SamplerFn
     options: Mapping[str, Any]
-    order: int  # global order of convergence on a smooth ODE
+    order: int  # nominal order of the published method; measured orders: the sampler chapter
     min_levels: int  # fewest trajectory levels it accepts
     extra_calls: int  # model calls beyond one per level
     stochastic: bool
