@@ -194,7 +194,7 @@ def results_from_csv(text: str, source: str = "verdict table") -> list[AuditResu
             kw: dict[str, object] = {}
             for c in _COLUMNS:
                 v = row[c]
-                kw[c] = (int(v) if types[c] == "int" else float(v) if types[c] == "float" else v)
+                kw[c] = int(v) if types[c] == "int" else float(v) if types[c] == "float" else v
             out.append(AuditResult(**kw))  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}:{line}: {exc}") from exc
