@@ -33,7 +33,7 @@ PARAM_STAMP := book/notebooks/.params
 
 NOTEBOOKS   := $(wildcard notebooks/*.ipynb)
 EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
-LIB_SRC     := $(wildcard vrg_analysis/*.py) $(wildcard benchmarks/results/*.json)
+LIB_SRC     := $(wildcard vrg_analysis/*.py vrg_analysis/*/*.py) $(wildcard benchmarks/results/*.json)
 
 MATHJAX_VERSION := 3.2.2
 MATHJAX_DIR     := book/assets/mathjax
@@ -87,6 +87,9 @@ book/notebooks/%.ipynb: notebooks/%.ipynb $(LIB_SRC) $(wildcard $(PARAM_DIR)/*.y
 		$(PARAM_STAMP) | $(VENV_STAMP) book/notebooks
 	$(PAPERMILL) --cwd notebooks -k python3 \
 		$(if $(wildcard $(PARAM_DIR)/$*.yaml),-f $(PARAM_DIR)/$*.yaml) $< $@
+
+# The scorecard collects the verdict tables the audit notebooks write (book/notebooks/verdicts/).
+book/notebooks/scorecard.ipynb: $(filter book/notebooks/audit_%,$(EXECUTED))
 
 # ---------------------------------------------------------------- book
 book: venv mathjax execute

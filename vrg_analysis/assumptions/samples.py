@@ -111,6 +111,7 @@ def errors_on_data(
     model_kwargs: Mapping[str, Any] | None = None,
     source: str = "data",
     batch_size: int = 4096,
+    reference_name: str | None = None,
 ) -> ErrorSample:
     """Errors on ``data`` (rows are clean samples) at each level, one fresh ``eps`` per row:
     ``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` (DDPM eq. 4), ``delta = eps_hat(x_t) - eps`` (Algorithm
@@ -137,7 +138,10 @@ def errors_on_data(
                 eps_hat = checked_eps(model, x_t, t[rows], **part)
                 ref = eps if reference is None else checked_eps(reference, x_t, t[rows], **part)
                 out[i, rows] = (eps_hat - ref).reshape(eps.shape[0], -1).double().cpu().numpy()
-    ref_name = "eps (the true noise)" if reference is None else "eps* (exact predictor)"
+    if reference is None:
+        ref_name = "eps (the true noise)"
+    else:
+        ref_name = reference_name or "eps* (exact predictor)"
     return ErrorSample(out, levels, source, ref_name)
 
 

@@ -65,6 +65,17 @@ class AuditResult:
     correction: str = "none"
     note: str = ""
     source: str = ""  # what was audited, e.g. "digits-unet on training data, vs eps"
+    null_effect: float = 0.0  # the effect's value when the assumption holds exactly (1 for ratios)
+
+    @property
+    def severity(self) -> float:
+        """Distance of the effect from its null value: ``|e|``, or ``|log e|`` for ratios."""
+        e = self.effect_size
+        if not math.isfinite(e):
+            return -1.0
+        if self.null_effect == 0.0:
+            return abs(e)
+        return abs(math.log(e / self.null_effect)) if e > 0 else math.inf
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -154,7 +165,7 @@ def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
             if counts["holds"] == len(rows)
             else "inconclusive"
         )
-        worst = max(rows, key=lambda r: abs(r.effect_size) if math.isfinite(r.effect_size) else -1)
+        worst = max(rows, key=lambda r: r.severity)
         out[audit] = {
             "verdict": overall,
             "tests": len(rows),
