@@ -211,3 +211,22 @@ def test_calibration_at_a_small_size():
             assert r.rate >= 0.9, (r.scenario, r.test, r.rate)
     with pytest.raises(ValueError, match=r"unknown scenario\(s\) \['drift'\]"):
         calibrate(scenarios=("drift",))
+
+
+def test_excess_puts_effects_in_tolerance_units_and_ranks_the_summary():
+    ratio = AuditResult(
+        "transfer", "welch", "a", 1.0, 0.01, 1.21, "ratio", 1.1, "violated", 50, null_effect=1.0
+    )
+    assert ratio.excess == pytest.approx(2.0)  # log 1.21 / log 1.1
+    below = AuditResult(
+        "transfer", "welch", "b", 1.0, 0.5, 1 / 1.21, "ratio", 1.1, "holds", 50, null_effect=1.0
+    )
+    assert below.excess == pytest.approx(2.0)  # a ratio below 1 is as far as its inverse
+    kurt = AuditResult(
+        "gaussianity", "k", "c", 1.0, 0.01, 1.5, "excess kurtosis", 1.0, "violated", 50
+    )
+    w1 = AuditResult("gaussianity", "ad", "d", 1.0, 0.01, 0.2, "W1", 0.05, "violated", 50)
+    assert kurt.excess == pytest.approx(1.5) and w1.excess == pytest.approx(4.0)
+    s = summarize([kurt, w1, ratio])
+    assert s["gaussianity"]["at"] == "d" and s["gaussianity"]["method"] == "ad"
+    assert s["transfer"]["excess"] == pytest.approx(2.0)

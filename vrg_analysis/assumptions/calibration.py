@@ -98,6 +98,11 @@ class CalibrationResult:
         return [asdict(r) for r in self.rows]
 
 
+def _stream(seed: int, scenario: int, replication: int, use: int) -> int:
+    """A seed of its own for every (seed, scenario, replication, use): no two draws share one."""
+    return int(np.random.SeedSequence([seed, scenario, replication, use]).generate_state(1)[0])
+
+
 def _wilson(k: int, m: int) -> tuple[float, float]:
     z = 1.959963984540054
     p = k / m
@@ -172,15 +177,15 @@ def calibrate(
                 bias=spec.get("bias", 0.0) * std,
                 step_correlation=spec.get("step_correlation", 0.0),
                 df=spec.get("df"),
-                seed=seed * 1000 + s_i * 100 + start,
+                seed=_stream(seed, s_i, start, 0),
             )
             # m replications of n paths in one batch: rows are i.i.d. across replications
-            gen = torch.Generator().manual_seed(seed * 1000 + s_i * 100 + start + 1)
+            gen = torch.Generator().manual_seed(_stream(seed, s_i, start, 1))
             x_T = torch.randn((m * n, bed.dim), generator=gen, dtype=torch.float64)  # noqa: N806
             e = errors_along_path(model, bed.model, x_T, traj).errors.reshape(2, m, n, bed.dim)
             for r in range(m):
                 for test, p in _pvalues(
-                    e[0, r], e[1, r], n_paths, permutations, sub, seed + start + r
+                    e[0, r], e[1, r], n_paths, permutations, sub, _stream(seed, s_i, start + r, 2)
                 ).items():
                     counts[test] += p < alpha
             done += m

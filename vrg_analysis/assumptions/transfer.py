@@ -326,7 +326,7 @@ def _rows(
                 p_value=float(res.pvalue),
                 effect_size=float(prof.ratio[i]),
                 effect_name="MSE ratio (other / reference)",
-                tolerance=tolerance,
+                tolerance=1.0 + tolerance,  # ratio effects store their bound: [1/tol, tol]
                 verdict="inconclusive",
                 n=min(reference_sample.n, other.n),
                 alpha_bar=float(reference_sample.alpha_bar[i]),

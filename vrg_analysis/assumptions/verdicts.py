@@ -77,6 +77,18 @@ class AuditResult:
             return abs(e)
         return abs(math.log(e / self.null_effect)) if e > 0 else math.inf
 
+    @property
+    def excess(self) -> float:
+        """The effect in units of its tolerance (1 = at the tolerance): ``|e| / tol``, or for
+        ratio effects (``null_effect = 1``, ``tolerance`` the ratio bound, band
+        ``[1 / tol, tol]``) ``|log e| / log tol``."""
+        sev = self.severity
+        if sev < 0.0 or not self.tolerance > 0.0:
+            return math.nan
+        if self.null_effect == 0.0:
+            return sev / self.tolerance
+        return sev / math.log(self.tolerance) if self.tolerance > 1.0 else math.inf
+
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
@@ -151,7 +163,8 @@ def with_source(results: Iterable[AuditResult], source: str) -> list[AuditResult
 
 def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
     """Per audit: counts of each verdict, the overall verdict (violated if any test is,
-    holds if all hold, else inconclusive) and the largest effect."""
+    holds if all hold, else inconclusive) and the effect furthest beyond its tolerance
+    (:attr:`AuditResult.excess`)."""
     by: dict[str, list[AuditResult]] = {}
     for r in results:
         by.setdefault(r.audit, []).append(r)
@@ -165,7 +178,7 @@ def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
             if counts["holds"] == len(rows)
             else "inconclusive"
         )
-        worst = max(rows, key=lambda r: r.severity)
+        worst = max(rows, key=lambda r: r.excess if math.isfinite(r.excess) else -1.0)
         out[audit] = {
             "verdict": overall,
             "tests": len(rows),
@@ -173,8 +186,9 @@ def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
             "largest_effect": worst.effect_size,
             "effect_name": worst.effect_name,
             "tolerance": worst.tolerance,
+            "excess": worst.excess,
             "at": worst.scope,
-            "method": rows[0].method,
+            "method": worst.method,
         }
     return out
 
