@@ -453,3 +453,29 @@ def test_random_mixture_properties() -> None:
     assert mix.weights.min() > 0.5 / 8
     ring = GaussianMixture.ring_2d()
     assert np.abs(ring.sample(10_000, _gen(22))[0].numpy()).max() < 1.6
+
+
+def test_empirical_optimal_predictor_matches_brute_force_and_conditions_on_labels():
+    from vrg_analysis.testbeds import EmpiricalOptimalEpsModel
+
+    sched = NoiseSchedule.linear()
+    g = torch.Generator().manual_seed(0)
+    pts = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    ref = EmpiricalOptimalEpsModel(pts, sched, labels=labels, chunk_rows=2)
+    x = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    t = torch.full((5,), 400.0, dtype=torch.float64)
+    a = float(sched.alpha_bar(400.0))
+
+    def brute(rows):
+        logits = -((x[:, None] - math.sqrt(a) * pts[rows][None]) ** 2).sum(-1) / (2 * (1 - a))
+        post = torch.softmax(logits, dim=1)
+        return (x - math.sqrt(a) * post @ pts[rows]) / math.sqrt(1 - a)
+
+    torch.testing.assert_close(ref(x, t), brute(slice(None)))
+    y = torch.tensor([1, 1, 1, 1, 7])  # 7: no such class (a "no label" token): all rows
+    out = ref(x, t, y=y)
+    torch.testing.assert_close(out[:4], brute(slice(3, 6))[:4])
+    torch.testing.assert_close(out[4:], brute(slice(None))[4:])
+    with pytest.raises(ValueError, match="has no labels: build it with labels="):
+        EmpiricalOptimalEpsModel(pts, sched)(x, t, y=y)

@@ -527,23 +527,52 @@ class EmpiricalOptimalEpsModel:
     """
 
     def __init__(
-        self, data: Tensor, schedule: NoiseSchedule, *, chunk_rows: int = 256, name: str = "data"
+        self,
+        data: Tensor,
+        schedule: NoiseSchedule,
+        *,
+        labels: Tensor | None = None,
+        chunk_rows: int = 256,
+        name: str = "data",
     ) -> None:
         if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 1:
             raise ValueError("data must be a tensor [N >= 1, ...] of clean samples")
         if not bool(torch.isfinite(data).all()):
             raise ValueError("data contains NaN or infinite values")
+        if labels is not None and (labels.ndim != 1 or labels.shape[0] != data.shape[0]):
+            raise ValueError(
+                f"labels must be one integer per data row ({data.shape[0]}), "
+                f"got shape {tuple(labels.shape)}"
+            )
         self.data = data.detach().reshape(data.shape[0], -1).to(torch.float64)
+        self.labels = None if labels is None else labels.detach().long().cpu()
         self.sample_shape = tuple(data.shape[1:])
         self.schedule = schedule
         self.chunk_rows = int(chunk_rows)
         self.name = name
 
-    def __call__(self, x: Tensor, t: Tensor, **_: Any) -> Tensor:
+    def __call__(self, x: Tensor, t: Tensor, y: Tensor | None = None, **_: Any) -> Tensor:
+        """(E1) over all data rows; with class labels ``y`` (one per row of ``x``) and a reference
+        built with ``labels``, over the rows of each row's class (a label with no data row, e.g.
+        the "no label" token of classifier-free guidance, means all rows)."""
         if tuple(x.shape[1:]) != self.sample_shape:
             raise ValueError(f"x has shape {tuple(x.shape)}; the data are {self.sample_shape}")
+        if y is not None and self.labels is None:
+            raise ValueError(
+                f"{self!r} has no labels: build it with labels= to be the reference of a "
+                "class-conditional model"
+            )
         a = torch.as_tensor(_alpha_bar_of_t(self.schedule, t, x.shape[0]), dtype=torch.float64)
         data = self.data.to(x.device)
+        mask = None
+        if y is not None and self.labels is not None:
+            y = torch.as_tensor(y).long().reshape(-1).cpu()
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"{y.shape[0]} labels for {x.shape[0]} rows")
+            known = torch.isin(y, self.labels)
+            # rows of another class get -inf in the softmax; unknown labels keep every row
+            mask = (self.labels[None, :] != y[:, None]) & known[:, None]
+            mask = mask.to(x.device)
         flat = x.detach().reshape(x.shape[0], -1).to(torch.float64)
         out = torch.empty_like(flat)
         for s in range(0, flat.shape[0], self.chunk_rows):
@@ -556,7 +585,10 @@ class EmpiricalOptimalEpsModel:
                 - 2.0 * sa * (flat[rows] @ data.T)
                 + sa**2 * (data**2).sum(1)[None, :]
             )
-            w = torch.softmax(-d2 / (2.0 * var), dim=1)
+            logits = -d2 / (2.0 * var)
+            if mask is not None:
+                logits = logits.masked_fill(mask[rows], -math.inf)
+            w = torch.softmax(logits, dim=1)
             # 2. eps* = (x_t - sqrt(a) E[x0 | x_t]) / sqrt(1 - a)
             out[rows] = (flat[rows] - sa * (w @ data)) / var.sqrt()
         return out.reshape(x.shape).to(x.dtype)

@@ -104,7 +104,13 @@ def resolve_audit_target(
             )
         net = bed.model
         eps_model = net if dev.type == "cpu" else _OnDevice(net, dev)
-        ref = EmpiricalOptimalEpsModel(bed.train_x, bed.schedule, name=f"{model} training split")
+        labels = bed.train_y if bed.conditional else None
+        ref = EmpiricalOptimalEpsModel(
+            bed.train_x, bed.schedule, labels=labels, name=f"{model} training split"
+        )
+        ref_name = "eps* of the training split (empirical optimal predictor)"
+        if bed.conditional:
+            ref_name = "eps* of the label's class in the training split (empirical optimal)"
         return AuditTarget(
             name=f"{model} ({bed.model_name})",
             model=eps_model,
@@ -112,7 +118,7 @@ def resolve_audit_target(
             train_x=bed.train_x,
             held_out_x=bed.held_out_x,
             reference=ref,
-            reference_name="eps* of the training split (empirical optimal predictor)",
+            reference_name=ref_name,
             exact=False,
             train_y=bed.train_y if bed.conditional else None,
             held_out_y=bed.held_out_y if bed.conditional else None,
