@@ -7,6 +7,7 @@ PY=${PYTHON:-.venv/bin/python}
 
 "$PY" benchmarks/bench_optimizers.py "$@"
 "$PY" benchmarks/bench_ddim_overhead.py
+"$PY" benchmarks/bench_samplers.py
 "$PY" benchmarks/bench_profiling.py
 "$PY" benchmarks/bench_frechet.py
 out=$(mktemp -d)

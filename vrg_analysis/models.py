@@ -113,7 +113,9 @@ def checked_eps(model: EpsModel, x: Tensor, t: Tensor, **model_kwargs: Any) -> T
         raise ValueError(
             f"model returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}"
         )
-    if not torch.isfinite(out).all():
+    # one reduction first (a sum is non-finite if any entry is, or if it overflows); the full
+    # element-wise check runs only then, to count and report
+    if not bool(torch.isfinite(out.sum())) and not bool(torch.isfinite(out).all()):
         bad = int((~torch.isfinite(out)).sum())
         raise ValueError(
             f"model returned {bad} non-finite value(s) "
