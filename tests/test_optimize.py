@@ -148,3 +148,25 @@ def test_torch_objective_agrees_with_the_numpy_cpe():
         cpe, reg = _Objective(prof, float(traj.alpha_bar[0]), 100.0).terms(torch.tensor(r))
         assert float(cpe) == pytest.approx(cumulative_prediction_error(traj, prof), rel=1e-12)
         assert float(reg) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_alpha_bar_min_holds_the_noisiest_level_inside_the_schedule():
+    """A profile that falls fast towards high noise rewards a noisier start: without a bound the
+    penalised optimum leaves the schedule; with ``alpha_bar_min`` the bound is active and held."""
+    sched = NoiseSchedule.linear()
+    a = np.geomspace(sched.alpha_bar_min, sched.alpha_bar_max, 400)
+    profile = ErrorProfile(alpha_bar=a, mse=a**2)
+    base = time_quadratic(sched, 8)
+    free = optimize_trajectory(base, profile, gamma=0.3, reg_lambda=0.0)
+    assert free.optimized.alpha_bar[0] < sched.alpha_bar_min  # the failure being guarded
+    held = optimize_trajectory(
+        base, profile, gamma=0.3, reg_lambda=0.0, alpha_bar_min=sched.alpha_bar_min
+    )
+    assert held.optimized.alpha_bar[0] == sched.alpha_bar_min
+    assert held.config["start_level_bound_active"] and held.converged
+    assert held.cpe_final < held.cpe_initial and held.cpe_final >= free.cpe_final
+    sched.t_from_alpha_bar(held.optimized.alpha_bar)  # every level is a valid timestep
+    with pytest.raises(ValueError, match="alpha_bar_min is only available with method='exact'"):
+        optimize_trajectory(base, profile, method="mlp_sgd", alpha_bar_min=1e-4)
+    with pytest.raises(ValueError, match=r"alpha_bar_min = 0.5 must lie in \(0, a_K"):
+        optimize_trajectory(base, profile, alpha_bar_min=0.5)

@@ -179,14 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
             profile = load_profile(args.profile, args.second_column, schedule)
+            traj = load_trajectory(args.trajectory)
             res = optimize_trajectory(
-                load_trajectory(args.trajectory),
+                traj,
                 profile,
                 gamma=args.gamma,
                 reg_lambda=args.reg_lambda,
                 method=args.method,
                 keep_start=args.keep_start,
                 alpha_bar_max=None if schedule is None else schedule.alpha_bar_max,
+                alpha_bar_min=(
+                    None
+                    if schedule is None or args.keep_start or args.method != "exact"
+                    else min(schedule.alpha_bar_min, float(traj.alpha_bar[0]))
+                ),
             )
             if args.out:
                 atomic_write_text(args.out, json.dumps(res.to_dict(), indent=2) + "\n")

@@ -189,6 +189,7 @@ def optimize_trajectory(
     method: Method = "exact",
     keep_start: bool = False,
     alpha_bar_max: float | None = None,
+    alpha_bar_min: float | None = None,
     mlp: MLPSGDConfig | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
@@ -198,11 +199,24 @@ def optimize_trajectory(
     ``keep_start=True`` (exact method only) holds the noisiest level fixed exactly instead of the
     paper's penalty, which on the raw alpha_bar scale barely holds it (DESIGN.md, pitfalls).
     ``alpha_bar_max`` caps the least noisy level (pass the model schedule's ``alpha_bar(0)`` so
-    that no level needs a timestep below 0). ``generator`` seeds the MLP's initial weights.
+    that no level needs a timestep below 0). ``alpha_bar_min`` (exact method) keeps the noisiest
+    level at or above the schedule's ``alpha_bar(T)``: the penalty alone can push it just past the
+    last timestep, where no model can be evaluated; when the penalised optimum does that, the
+    problem is solved again with the noisiest level held at ``alpha_bar_min`` (the active bound),
+    and ``config["start_level_bound_active"]`` says so. ``generator`` seeds the MLP's initial
+    weights.
     """
     _validate(gamma, reg_lambda, method, profile, trajectory)
     if keep_start and method != "exact":
         raise ValueError("keep_start=True is only available with method='exact'")
+    if alpha_bar_min is not None:
+        if method != "exact":
+            raise ValueError("alpha_bar_min is only available with method='exact'")
+        if not 0.0 < alpha_bar_min <= float(trajectory.alpha_bar[0]):
+            raise ValueError(
+                f"alpha_bar_min = {alpha_bar_min!r} must lie in (0, a_K = "
+                f"{float(trajectory.alpha_bar[0])!r}]"
+            )
     r0, lo, hi = ratio_bounds(trajectory, gamma)
     if alpha_bar_max is not None:
         if not r0[0] <= alpha_bar_max < 1.0:
@@ -220,9 +234,19 @@ def optimize_trajectory(
         "method": method,
         "keep_start": keep_start,
         "alpha_bar_max": alpha_bar_max,
+        "alpha_bar_min": alpha_bar_min,
+        "start_level_bound_active": False,
     }
+    held = a_k_orig if keep_start else None
     if method == "exact":
         r, iterations, converged, message = _solve_exact(obj, r0, lo, hi, keep_start, a_k_orig)
+        if alpha_bar_min is not None and not keep_start and float(np.prod(r)) < alpha_bar_min:
+            # the penalised optimum left the schedule: the bound is active, hold it exactly
+            r, it2, converged, msg2 = _solve_exact(obj, r, lo, hi, True, alpha_bar_min)
+            iterations += it2
+            message += f"; noisiest level held at alpha_bar_min: {msg2}"
+            config["start_level_bound_active"] = True
+            held = alpha_bar_min
     else:
         cfg = mlp or MLPSGDConfig()
         config["mlp"] = asdict(cfg)
@@ -230,11 +254,11 @@ def optimize_trajectory(
             obj, r0, hi - r0, cfg, generator, progress
         )
     wall = time.perf_counter() - start
-    optimized = _to_trajectory(r, f"vrg({trajectory.name})", a_k_orig if keep_start else None)
+    optimized = _to_trajectory(r, f"vrg({trajectory.name})", held)
     # 4. score the trajectory actually returned, and check what the solver claims
     r_final, _, _ = ratio_bounds(optimized, gamma)
     cpe_t, reg_t = obj.terms(torch.as_tensor(r_final, dtype=torch.float64))
-    kkt = _projected_gradient_norm(obj, r_final, lo, hi, keep_start)
+    kkt = _projected_gradient_norm(obj, r_final, lo, hi, held is not None)
     if method == "mlp_sgd":
         converged = kkt <= _KKT_TOL
         message += f"; projected gradient {kkt:.2e}"

@@ -291,6 +291,7 @@ def run_exact_testbed_study(
                     reg_lambda=cfg.reg_lambda,
                     keep_start=keep,
                     alpha_bar_max=sched.alpha_bar_max,
+                    alpha_bar_min=None if keep else sched.alpha_bar_min,
                 )
                 info = {
                     "converged": res.converged,
