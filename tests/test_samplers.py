@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -205,12 +207,30 @@ def test_stochastic_ddim_is_batch_invariant_with_per_sample_generators():
         samplers.sample_ddim(oracle, x, traj, eta=0.5, generator=samplers.sample_generators(5, 3))
 
 
-def test_ddpm_step_variance_matches_the_posterior():
-    """eta = 1 adds the DDPM posterior variance: s^2 = (1 - a') / (1 - a) (1 - a / a')."""
-    a, a_next = 0.3, 0.6
-    s = samplers.ddim_noise_std(a, a_next, 1.0)
-    beta = 1 - a / a_next
-    assert s**2 == pytest.approx((1 - a_next) / (1 - a) * beta, rel=1e-14)
+def test_stochastic_ddim_adds_noise_of_the_stated_size():
+    """A model predicting eps_hat = 0 from x = sqrt(a) x0: the step lands at sqrt(a') x0 + s z,
+    so the spread of x' around sqrt(a') x0 over many samples measures the s actually applied
+    (DDIM eq. 16; eta = 1: the DDPM posterior variance (1 - a') / (1 - a) (1 - a / a'))."""
+    sched = NoiseSchedule.linear()
+    zero = TorchEpsModel(lambda x, t: torch.zeros_like(x), sched)
+    a, a_next = float(sched.alpha_bar(600.0)), float(sched.alpha_bar(300.0))
+    x0 = torch.full((40000, 1), 0.5, dtype=torch.float64)
+    x = math.sqrt(a) * x0
+    traj = Trajectory([a, a_next])
+    for eta in (0.0, 0.5, 1.0):
+        records: list[StepRecord] = []
+        samplers.sample_ddim(
+            zero,
+            x,
+            traj,
+            eta=eta,
+            generator=torch.Generator().manual_seed(1),
+            callback=records.append,
+        )
+        x_next = records[1].x  # the state after the first (stochastic) step
+        spread = float((x_next - math.sqrt(a_next) * x0).std())
+        expected = eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next))
+        assert spread == pytest.approx(expected, rel=0.02, abs=1e-12)
     assert samplers.ddim_noise_std(a, 1.0, 1.0) == 0.0
 
 
@@ -229,3 +249,60 @@ def test_class_labels_pass_through_as_the_guided_model_does():
     assert not torch.allclose(via_kwargs, unconditional)
     guided = samplers.sample_dpm_solver_pp_2m(GuidedEpsModel(net, labels, 3.0), x, traj)
     assert not torch.allclose(guided, via_wrapper)
+
+
+def test_dpm_solver_3_follows_algorithm_2_of_the_paper():
+    """One third-order group by hand, Lu et al. 2022a, Algorithm 2 (noise prediction):
+    u1 = (al1/al0) x - s1 (e^{r1 h} - 1) e0
+    u2 = (al2/al0) x - s2 (e^{r2 h} - 1) e0 - s2 (r2/r1) ((e^{r2 h} - 1)/(r2 h) - 1) (e1 - e0)
+    x3 = (al3/al0) x - s3 (e^h - 1) e0 - (s3/r2) ((e^h - 1)/h - 1) (e2 - e0)."""
+    oracle = GaussianOracle(c=0.7)
+    levels = [0.05, 0.12, 0.3, 0.55]
+    traj = Trajectory(levels)
+    x = samplers.initial_noise((5, 2), 0, dtype=torch.float64)
+    records: list[StepRecord] = []
+    samplers.sample_dpm_solver(oracle, x, traj, order=3, orders=[3, 1], callback=records.append)
+    al = [np.sqrt(a) for a in levels]
+    sg = [np.sqrt(1 - a) for a in levels]
+    lam = [np.log(al[i] / sg[i]) for i in range(4)]
+    h = lam[3] - lam[0]
+    r1, r2 = (lam[1] - lam[0]) / h, (lam[2] - lam[0]) / h
+
+    def eps(z, a):
+        return oracle(z, torch.full((5,), float(oracle.schedule.t_from_alpha_bar(a))))
+
+    e0 = eps(x, levels[0])
+    u1 = al[1] / al[0] * x - sg[1] * np.expm1(r1 * h) * e0
+    e1 = eps(u1, levels[1])
+    u2 = (
+        al[2] / al[0] * x
+        - sg[2] * np.expm1(r2 * h) * e0
+        - sg[2] * (r2 / r1) * (np.expm1(r2 * h) / (r2 * h) - 1) * (e1 - e0)
+    )
+    e2 = eps(u2, levels[2])
+    x3 = (
+        al[3] / al[0] * x
+        - sg[3] * np.expm1(h) * e0
+        - sg[3] / r2 * (np.expm1(h) / h - 1) * (e2 - e0)
+    )
+    torch.testing.assert_close(records[1].x, u1)
+    torch.testing.assert_close(records[2].x, u2)
+    torch.testing.assert_close(records[3].x, x3)
+    diffusers_form = []
+    samplers.sample_dpm_solver(
+        oracle,
+        x,
+        traj,
+        order=3,
+        orders=[3, 1],
+        intermediate="diffusers",
+        callback=diffusers_form.append,
+    )
+    assert not torch.allclose(diffusers_form[2].x, u2)  # the two forms differ at u2
+
+
+def test_step_noise_is_independent_of_the_starting_noise():
+    x_T = samplers.initial_noise((4, 3), 0)
+    z0 = samplers.draw_noise((4, 3), samplers.sample_generators(0, 4))
+    assert not torch.equal(x_T, z0)
+    assert abs(float(torch.corrcoef(torch.stack([x_T.flatten(), z0.flatten()]))[0, 1])) < 0.9

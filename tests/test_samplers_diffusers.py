@@ -124,7 +124,13 @@ def test_singlestep_dpm_solver_matches_singlestep_scheduler(
     ours, model = _setup(sched, n)
     ref = _diffusers_loop(sched, model, _x_T())
     groups = _groups(sched.order_list)
-    kw = {"order": order, "algorithm": algorithm, "solver_type": solver_type}
+    # diffusers forms a third-order group's u2 with its solver_type's second-order update
+    kw = {
+        "order": order,
+        "algorithm": algorithm,
+        "solver_type": solver_type,
+        "intermediate": "diffusers",
+    }
     if final == "zero":
         traj = _levels(ours, sched.timesteps)
         mine = samplers.sample_dpm_solver(model, _x_T(), traj, orders=groups, **kw)

@@ -205,17 +205,25 @@ def sample_dpm_solver(
     orders: Sequence[int] | None = None,
     algorithm: Algorithm = "dpmsolver",
     solver_type: SolverType = "midpoint",
+    intermediate: Literal["paper", "diffusers"] = "paper",
 ) -> Tensor:
     """Singlestep DPM-Solver-``order`` (1, 2 or 3) over ``trajectory``: K model calls.
 
     The levels are grouped by :func:`singlestep_groups` (or the explicit group sizes ``orders``);
     ``algorithm="dpmsolver++"`` gives DPM-Solver++(2S)/(3S). Needs ``K >= order + 1`` so that at
     least one group has the requested order. ``generator`` is unused (deterministic).
+
+    ``intermediate`` sets how a third-order group forms its second intermediate state ``u2``:
+    ``"paper"`` with the ``phi_2`` coefficient of DPM-Solver-3 (Lu et al. 2022a, Algorithm 2, the
+    official implementation), ``"diffusers"`` with ``solver_type``'s second-order form (for
+    ``"midpoint"``, the ``(e^h - 1) / 2`` form of ``DPMSolverSinglestepScheduler``). With
+    ``solver_type="heun"`` both are the same.
     """
     del generator
     _check_choice("DPM-Solver order", order, SINGLESTEP_ORDERS)
     _check_choice("algorithm", algorithm, ("dpmsolver", "dpmsolver++"))
     _check_choice("solver_type", solver_type, ("midpoint", "heun"))
+    _check_choice("intermediate", intermediate, ("paper", "diffusers"))
     name = f"DPM-Solver-{order} (singlestep)"
     min_levels = 1 if order == 1 else order + 1
     run = SamplingRun(
@@ -236,12 +244,14 @@ def sample_dpm_solver(
             for i in range(p):  # evaluations at the group's levels k .. k+p-1
                 eps_hat = run.eps(k + i, x)
                 outputs.append(_model_output(algorithm, x, eps_hat, run.levels[k + i]))
-                # 1. to level k+i+1: the order-(i+1) update from the group's start (eq. 3.4)
+                # 1. to level k+i+1: the order-(i+1) update from the group's start (eq. 3.4);
+                #    u2 of a third-order group in Algorithm 2's phi_2 form unless "diffusers"
+                inner_u2 = p == 3 and i == 1 and intermediate == "paper"
                 a_y, w = singlestep_weights(
                     run.rho[k : k + i + 1],
                     run.rho[k + i + 1],
                     algorithm=algorithm,
-                    solver_type=solver_type,
+                    solver_type="heun" if inner_u2 else solver_type,
                 )
                 c_x, c = y_update_to_x(run.levels[k], run.levels[k + i + 1], a_y, w)
                 x_next = linear_combination(x_start, c_x, c, outputs)

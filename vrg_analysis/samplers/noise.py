@@ -1,9 +1,10 @@
 """Per-sample seeding: sample ``i`` is the same whatever the batch it is drawn in.
 
 A single ``torch.Generator`` fills a batch in one draw, so sample ``i``'s noise depends on the batch
-size and on its position. Here sample ``i`` of a run seeded ``seed`` owns a generator seeded from
-``(seed, i)`` through numpy's ``SeedSequence`` (independent streams, no overlap), which draws its
-starting noise ``x_T`` and, for stochastic samplers, its noise at every step. Splitting a batch,
+size and on its position. Here sample ``i`` of a run seeded ``seed`` owns two generators seeded from
+``(seed, i, stream)`` through numpy's ``SeedSequence`` (independent streams, no overlap): one
+draws its starting noise ``x_T`` (:func:`initial_noise`), the other, for stochastic samplers, its
+noise at every step (:func:`sample_generators`). Splitting a batch,
 or drawing samples 100..199 alone with ``start=100``, reproduces the same samples bit for bit.
 """
 
@@ -15,7 +16,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseSource", "sample_generators", "initial_noise", "draw_noise"]
+__all__ = [
+    "NoiseSource",
+    "INITIAL_STREAM",
+    "STEP_STREAM",
+    "sample_generators",
+    "initial_noise",
+    "draw_noise",
+]
 
 #: What a sampler's ``generator`` argument takes: one generator for the whole batch (fast, but the
 #: draws depend on the batch), one per sample (batch-invariant, see :func:`sample_generators`), or
@@ -29,17 +37,29 @@ def _check_seed(seed: int, start: int, n: int) -> None:
             raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
 
 
+#: The stream of a sample's starting noise and that of its per-step noise: independent.
+INITIAL_STREAM, STEP_STREAM = 0, 1
+
+
 def sample_generators(
-    seed: int, n: int, *, start: int = 0, device: str | torch.device = "cpu"
+    seed: int,
+    n: int,
+    *,
+    start: int = 0,
+    stream: int = STEP_STREAM,
+    device: str | torch.device = "cpu",
 ) -> list[torch.Generator]:
     """One ``torch.Generator`` per sample ``start .. start + n - 1``, each seeded from
-    ``SeedSequence([seed, i])``."""
+    ``SeedSequence([seed, i, stream])``: by default the per-step noise stream, independent of the
+    starting noise :func:`initial_noise` draws for the same ``seed``."""
     _check_seed(seed, start, n)
     gens = []
     for i in range(start, start + n):
-        state = np.random.SeedSequence([int(seed), i]).generate_state(2, dtype=np.uint32)
+        state = np.random.SeedSequence([int(seed), i, int(stream)]).generate_state(
+            2, dtype=np.uint32
+        )
         g = torch.Generator(device=device)
-        g.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)  # 62 bits, a valid torch seed
+        g.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)  # 63 bits, a valid torch seed
         gens.append(g)
     return gens
 
@@ -79,6 +99,5 @@ def initial_noise(
     shape = tuple(int(s) for s in shape)
     if not shape:
         raise ValueError("shape needs a batch dimension")
-    return draw_noise(
-        shape, sample_generators(seed, shape[0], start=start), dtype=dtype, device=device
-    )
+    gens = sample_generators(seed, shape[0], start=start, stream=INITIAL_STREAM)
+    return draw_noise(shape, gens, dtype=dtype, device=device)
