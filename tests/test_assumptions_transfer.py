@@ -144,7 +144,7 @@ def test_mismatched_levels_dimension_and_sizes_are_rejected():
     with pytest.raises(ValueError, match="unknown ci"):
         transfer_profile(a, a, ci="jackknife")  # type: ignore[arg-type]
     # against eps on one side and eps* on the other, the ratio is (spread + model) / model
-    vs_eps = ErrorSample(a.errors, LEVELS, "data", "eps (the true noise)")
+    vs_eps = ErrorSample(a.errors, LEVELS, "data", "eps (the true noise)", against_noise=True)
     with pytest.raises(ValueError, match="different references"):
         transfer_audit(a, vs_eps)
     assert len(transfer_audit(a, vs_eps, check_reference=False)) == 3

@@ -462,7 +462,7 @@ def test_empirical_optimal_predictor_matches_brute_force_and_conditions_on_label
     g = torch.Generator().manual_seed(0)
     pts = torch.randn(9, 3, generator=g, dtype=torch.float64)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    ref = EmpiricalOptimalEpsModel(pts, sched, labels=labels, chunk_rows=2)
+    ref = EmpiricalOptimalEpsModel(pts, sched, labels=labels, null_label=7, chunk_rows=2)
     x = torch.randn(5, 3, generator=g, dtype=torch.float64)
     t = torch.full((5,), 400.0, dtype=torch.float64)
     a = float(sched.alpha_bar(400.0))
@@ -479,3 +479,19 @@ def test_empirical_optimal_predictor_matches_brute_force_and_conditions_on_label
     torch.testing.assert_close(out[4:], brute(slice(None))[4:])
     with pytest.raises(ValueError, match="has no labels: build it with labels="):
         EmpiricalOptimalEpsModel(pts, sched)(x, t, y=y)
+
+
+def test_empirical_optimal_predictor_refuses_unknown_labels_and_keywords():
+    from vrg_analysis.testbeds import EmpiricalOptimalEpsModel
+
+    sched = NoiseSchedule.linear()
+    pts = torch.randn(4, 2, dtype=torch.float64)
+    ref = EmpiricalOptimalEpsModel(pts, sched, labels=torch.tensor([0, 0, 1, 1]), null_label=9)
+    x, t = torch.zeros(2, 2, dtype=torch.float64), torch.full((2,), 100.0)
+    with pytest.raises(ValueError, match=r"label 5 has no data rows \(known labels \[0, 1\]"):
+        ref(x, t, y=torch.tensor([0, 5]))
+    torch.testing.assert_close(
+        ref(x, t, class_labels=torch.tensor([1, 9])), ref(x, t, y=torch.tensor([1, 9]))
+    )
+    with pytest.raises(TypeError):
+        ref(x, t, labels=torch.tensor([0, 1]))

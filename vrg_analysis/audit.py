@@ -16,7 +16,14 @@ from pathlib import Path
 
 from .assumptions.verdicts import AuditResult, results_from_csv, summarize, write_results
 
-__all__ = ["AUDIT_NOTEBOOKS", "AuditRun", "default_notebooks_dir", "read_verdicts", "run_audit"]
+__all__ = [
+    "AUDIT_NOTEBOOKS",
+    "AuditRun",
+    "default_notebooks_dir",
+    "format_summary",
+    "read_verdicts",
+    "run_audit",
+]
 
 #: The audit notebooks, in the order they run.
 AUDIT_NOTEBOOKS: tuple[str, ...] = ("audit_gaussian", "audit_independence", "audit_transfer")
@@ -87,8 +94,11 @@ def run_audit(
         "verdict_dir": str(verdict_dir),
         "figure_dir": str(figure_dir),
     }
-    done: list[Path] = []
     names = list(notebooks)
+    for name in names:  # a table left by an earlier run must not be read as this run's
+        (verdict_dir / f"{name}.csv").unlink(missing_ok=True)
+        (verdict_dir / f"{name}.md").unlink(missing_ok=True)
+    done: list[Path] = []
     iterator = names
     if progress:
         from tqdm.auto import tqdm
@@ -108,7 +118,12 @@ def run_audit(
         except Exception as exc:  # papermill wraps the cell's error
             raise RuntimeError(f"audit notebook {name} failed (see {target}): {exc}") from exc
         done.append(target)
-    verdicts = read_verdicts(verdict_dir)
+    verdicts = [
+        r
+        for name in names
+        if (verdict_dir / f"{name}.csv").is_file()
+        for r in results_from_csv((verdict_dir / f"{name}.csv").read_text(), f"{name}.csv")
+    ]
     csv_path, md_path = write_results(verdicts, out, "verdicts")
     return AuditRun(out, tuple(done), tuple(verdicts), csv_path, md_path)
 

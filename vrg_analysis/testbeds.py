@@ -532,6 +532,7 @@ class EmpiricalOptimalEpsModel:
         schedule: NoiseSchedule,
         *,
         labels: Tensor | None = None,
+        null_label: int | None = None,
         chunk_rows: int = 256,
         name: str = "data",
     ) -> None:
@@ -546,15 +547,27 @@ class EmpiricalOptimalEpsModel:
             )
         self.data = data.detach().reshape(data.shape[0], -1).to(torch.float64)
         self.labels = None if labels is None else labels.detach().long().cpu()
+        self.null_label = None if null_label is None else int(null_label)
         self.sample_shape = tuple(data.shape[1:])
         self.schedule = schedule
         self.chunk_rows = int(chunk_rows)
         self.name = name
 
-    def __call__(self, x: Tensor, t: Tensor, y: Tensor | None = None, **_: Any) -> Tensor:
-        """(E1) over all data rows; with class labels ``y`` (one per row of ``x``) and a reference
-        built with ``labels``, over the rows of each row's class (a label with no data row, e.g.
-        the "no label" token of classifier-free guidance, means all rows)."""
+    def __call__(
+        self,
+        x: Tensor,
+        t: Tensor,
+        y: Tensor | None = None,
+        *,
+        class_labels: Tensor | None = None,
+    ) -> Tensor:
+        """(E1) over all data rows; with class labels ``y`` (or diffusers' ``class_labels``), one
+        per row of ``x``, and a reference built with ``labels``: over the rows of each row's class.
+        ``null_label`` (the "no label" token of classifier-free guidance) means all rows; any
+        other label without data rows is an error."""
+        if y is not None and class_labels is not None:
+            raise ValueError("pass the labels as y or as class_labels, not both")
+        y = class_labels if y is None else y
         if tuple(x.shape[1:]) != self.sample_shape:
             raise ValueError(f"x has shape {tuple(x.shape)}; the data are {self.sample_shape}")
         if y is not None and self.labels is None:
@@ -570,7 +583,14 @@ class EmpiricalOptimalEpsModel:
             if y.shape[0] != x.shape[0]:
                 raise ValueError(f"{y.shape[0]} labels for {x.shape[0]} rows")
             known = torch.isin(y, self.labels)
-            # rows of another class get -inf in the softmax; unknown labels keep every row
+            null = y == self.null_label if self.null_label is not None else torch.zeros_like(known)
+            bad = ~known & ~null
+            if bool(bad.any()):
+                raise ValueError(
+                    f"label {int(y[bad][0])} has no data rows (known labels "
+                    f"{sorted(set(self.labels.tolist()))}, null label {self.null_label})"
+                )
+            # rows of another class get -inf in the softmax; the null label keeps every row
             mask = (self.labels[None, :] != y[:, None]) & known[:, None]
             mask = mask.to(x.device)
         flat = x.detach().reshape(x.shape[0], -1).to(torch.float64)

@@ -18,7 +18,9 @@ Audit (:func:`anisotropy_audit`), one row per level:
 - test: the spatial-sign test of sphericity (Sirkia, Taskinen, Oja & Tyler 2009, J. Nonparametric
   Stat. 21): with ``u_i = delta_i / ||delta_i||`` and ``S = mean u u^T``,
   ``Q = n d (d + 2) / 2 (tr S^2 - 1 / d) ~ chi2((d - 1)(d + 2) / 2)`` under spherical symmetry,
-  for any distribution of the norm (heavy-tailed errors do not make it reject);
+  for any distribution of the norm when the errors are not centred (``center=False``, the
+  default: heavy-tailed errors do not make it reject); centring on the sample mean breaks this
+  for infinite-variance errors;
 - effect: ``rho``. Its plug-in estimate ``d l_1 / tr`` of the sample matrix is biased upwards
   (for isotropic errors, about ``(1 + sqrt(d / n))^2``, the Marchenko-Pastur edge), so the
   effect reported is bootstrap bias-corrected, ``2 rho_hat - mean(rho*)``, with the basic

@@ -160,7 +160,8 @@ def calibrate(
     rng = np.random.default_rng(seed)
     sub = np.sort(rng.choice(n, size=min(shapiro_size, n), replace=False))
     rows: list[CalibrationRow] = []
-    for s_i, scenario in enumerate(scenarios):
+    for scenario in scenarios:
+        s_i = list(SCENARIOS).index(scenario)  # streams depend on the scenario, not the request
         spec = SCENARIOS[scenario]
         counts = dict.fromkeys(TESTS, 0)
         done = 0

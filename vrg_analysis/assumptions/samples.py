@@ -35,7 +35,9 @@ class ErrorSample:
     """``errors[L, n, d]`` at levels ``alpha_bar[L]``, with what they were measured against.
 
     ``paired=True`` means row ``i`` is the same trajectory at every level (errors recorded along
-    a sampler's path); the independence audit needs it.
+    a sampler's path); the independence audit needs it. ``against_noise=True`` means the errors
+    were measured against the true noise ``eps`` (they include its irreducible spread), not
+    against a predictor; the transfer audit refuses to compare the two kinds.
     """
 
     errors: FloatArray
@@ -43,6 +45,7 @@ class ErrorSample:
     source: str
     reference: str
     paired: bool = False
+    against_noise: bool = False  # reference is the true noise eps (error includes the spread)
 
     def __post_init__(self) -> None:
         e = np.asarray(self.errors, dtype=np.float64)
@@ -87,9 +90,15 @@ class ErrorSample:
         source: str,
         reference: str,
         paired: bool = False,
+        against_noise: bool = False,
     ) -> ErrorSample:
         return cls(
-            np.asarray(errors, dtype=np.float64), np.asarray(alpha_bar), source, reference, paired
+            np.asarray(errors, dtype=np.float64),
+            np.asarray(alpha_bar),
+            source,
+            reference,
+            paired,
+            against_noise,
         )
 
     def mse(self) -> FloatArray:
@@ -142,7 +151,7 @@ def errors_on_data(
         ref_name = "eps (the true noise)"
     else:
         ref_name = reference_name or "eps* (exact predictor)"
-    return ErrorSample(out, levels, source, ref_name)
+    return ErrorSample(out, levels, source, ref_name, against_noise=reference is None)
 
 
 def errors_along_path(

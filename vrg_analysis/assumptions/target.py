@@ -105,8 +105,13 @@ def resolve_audit_target(
         net = bed.model
         eps_model = net if dev.type == "cpu" else _OnDevice(net, dev)
         labels = bed.train_y if bed.conditional else None
+        num_classes = int(getattr(bed.model, "num_classes", 0)) if bed.conditional else 0
         ref = EmpiricalOptimalEpsModel(
-            bed.train_x, bed.schedule, labels=labels, name=f"{model} training split"
+            bed.train_x,
+            bed.schedule,
+            labels=labels,
+            null_label=num_classes if bed.conditional else None,
+            name=f"{model} training split",
         )
         ref_name = "eps* of the training split (empirical optimal predictor)"
         if bed.conditional:
@@ -122,7 +127,7 @@ def resolve_audit_target(
             exact=False,
             train_y=bed.train_y if bed.conditional else None,
             held_out_y=bed.held_out_y if bed.conditional else None,
-            num_classes=int(getattr(bed.model, "num_classes", 0)) if bed.conditional else 0,
+            num_classes=num_classes,
             device=str(dev),
         )
     path = Path(model)
@@ -137,6 +142,11 @@ def resolve_audit_target(
     from ..models import load_diffusers_model
 
     eps_model = load_diffusers_model(path, device=dev)
+    if eps_model.class_conditional:
+        raise ValueError(
+            f"{model}: a class-conditional checkpoint needs a label per data row, which the audit "
+            "does not take yet; audit it in Python with errors_on_data(..., model_kwargs=...)"
+        )
     x = load_user_data(data, expected_shape=eps_model.sample_shape)
     if not 0.0 < held_out_fraction < 1.0:
         raise ValueError(f"held_out_fraction must lie in (0, 1), got {held_out_fraction!r}")
@@ -145,7 +155,11 @@ def resolve_audit_target(
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     n_held = max(1, int(round(held_out_fraction * x.shape[0])))
     train, held = x[perm[n_held:]], x[perm[:n_held]]
-    ref = EmpiricalOptimalEpsModel(train, eps_model.schedule, name=f"{Path(data).name} (75%)")
+    ref = EmpiricalOptimalEpsModel(
+        train,
+        eps_model.schedule,
+        name=f"{Path(data).name} ({100 * (1 - held_out_fraction):.0f}% training rows)",
+    )
     return AuditTarget(
         name=eps_model.name,
         model=eps_model,

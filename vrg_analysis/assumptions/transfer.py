@@ -123,22 +123,13 @@ class TransferProfile:
 
 
 # --------------------------------------------------------------------------- validation
-def _is_true_noise(reference: str) -> bool:
-    """Whether an :class:`ErrorSample`'s ``reference`` is the true noise ``eps`` (its error
-    includes the irreducible spread) rather than a predictor ``eps*`` (exact or empirical)."""
-    r = reference.strip().lower()
-    return r == "eps" or r.startswith("eps (") or "true noise" in r
-
-
 def _check_pair(
     reference_sample: ErrorSample, other: ErrorSample, check_reference: bool = True
 ) -> None:
     for name, s in (("reference_sample", reference_sample), ("other", other)):
         if not isinstance(s, ErrorSample):
             raise TypeError(f"{name} must be an ErrorSample, got {type(s).__name__}")
-    if check_reference and _is_true_noise(reference_sample.reference) != _is_true_noise(
-        other.reference
-    ):
+    if check_reference and reference_sample.against_noise != other.against_noise:
         raise ValueError(
             f"the samples were measured against different references "
             f"({reference_sample.reference!r} vs {other.reference!r}): their MSE ratio mixes the "

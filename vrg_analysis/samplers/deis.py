@@ -16,8 +16,10 @@ DEIS-AB of order p replaces ``eps`` by the Lagrange polynomial through the last 
 continuous ``t`` of :class:`~vrg_analysis.schedules.NoiseSchedule`. ``"rho"`` (rhoAB): ``u = rho``.
 ``"logrho"``: ``u = log rho``, what diffusers' ``DEISMultistepScheduler`` implements. The
 coefficients are computed per step in float64 by 32-point Gauss-Legendre quadrature in
-``log rho``, where every basis gives a smooth integrand (the error is far below the float32
-resolution of a model). Order 1 is DDIM for every basis.
+``log rho``: exact to rounding for rhoAB and log-rhoAB, whose integrands are smooth there; for
+tAB the map ``t(rho)`` of a discrete schedule is piecewise linear in ``log alpha_bar``, and its
+kinks leave relative weight errors up to about 1e-6 (measured), below a float32 model's
+resolution. Order 1 is DDIM for every basis.
 
 The order rises from 1 over the first steps (no history yet; for order 3 this first-order start
 caps the asymptotic order at 2), and the step into the clean sample is first order, as for the
