@@ -15,20 +15,27 @@ gives CPE = 0.501388.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .profiling import ErrorProfile, Outside
 from .schedules import sigma_from_alpha_bar
 from .trajectories import Trajectory
 
-__all__ = ["cumulative_prediction_error", "cpe_terms", "step_coefficients"]
+__all__ = ["cumulative_prediction_error", "cpe_terms", "step_coefficients", "step_increments"]
+
+
+def step_increments(alpha_bar: ArrayLike) -> NDArray[np.float64]:
+    """``c_k = sigma_{k+1} - sigma_k`` for levels in sampling order (noisiest first), the last
+    step ending at ``sigma = 0``: the DDIM update ``y_next = y + c_k eps_hat`` carries the error
+    ``c_k delta_k`` (DESIGN.md), so the accumulated error is ``sum_k c_k delta_k``."""
+    sigma = sigma_from_alpha_bar(np.asarray(alpha_bar, dtype=np.float64))
+    return np.diff(np.append(sigma, 0.0))
 
 
 def step_coefficients(trajectory: Trajectory) -> NDArray[np.float64]:
-    """``(sigma_k - sigma_{k-1})^2`` for ``k = 1..K`` (clean end first)."""
-    sigma = sigma_from_alpha_bar(trajectory.alpha_bar_from_clean)
-    prev = np.concatenate([[0.0], sigma[:-1]])
-    return (sigma - prev) ** 2
+    """``(sigma_k - sigma_{k-1})^2`` for ``k = 1..K`` (clean end first): ``c_k^2`` of
+    :func:`step_increments`, reversed."""
+    return step_increments(trajectory.alpha_bar)[::-1] ** 2
 
 
 def cpe_terms(

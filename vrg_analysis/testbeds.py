@@ -653,7 +653,7 @@ class PlantedErrorModel:
     seed:
         Seed of the noise stream.
     df:
-        ``None`` for Gaussian ``n_k``; a number ``> 2`` draws ``n_k`` from Student's t with ``df``
+        ``None`` for Gaussian ``n_k``; an integer ``> 2`` draws ``n_k`` from Student's t with ``df``
         degrees of freedom scaled to unit variance (``t * sqrt((df - 2) / df)``): a heavy-tailed
         error of the same size, the alternative the Gaussianity audit must detect.
     """
@@ -666,7 +666,7 @@ class PlantedErrorModel:
         bias: float | ArrayLike = 0.0,
         step_correlation: float = 0.0,
         seed: int = 0,
-        df: float | None = None,
+        df: int | None = None,
     ) -> None:
         if not callable(base) or not hasattr(base, "schedule"):
             raise TypeError(f"base must be an EpsModel (callable with .schedule), got {base!r}")
@@ -686,8 +686,8 @@ class PlantedErrorModel:
             raise ValueError(f"step_correlation must satisfy |rho| < 1, got {step_correlation!r}")
         if isinstance(seed, bool) or int(seed) != seed:
             raise ValueError(f"seed must be an integer, got {seed!r}")
-        if df is not None and not (np.isfinite(float(df)) and float(df) > 2.0):
-            raise ValueError(f"df must be a number > 2 (finite variance) or None, got {df!r}")
+        if df is not None and (isinstance(df, bool) or int(df) != df or int(df) <= 2):
+            raise ValueError(f"df must be an integer > 2 (finite variance) or None, got {df!r}")
         self.df = None if df is None else float(df)
         self.base = base
         self.schedule: NoiseSchedule = base.schedule
@@ -712,10 +712,10 @@ class PlantedErrorModel:
         # (P1): fresh draw, then the AR(1) recursion if the previous call had the same shape
         fresh = torch.randn(shape, generator=self._generator, dtype=torch.float64)
         if self.df is not None:  # Student's t = N / sqrt(chi2_df / df), scaled to unit variance
-            gamma = torch._standard_gamma(
-                torch.full(shape, self.df / 2.0, dtype=torch.float64), generator=self._generator
-            )
-            fresh = fresh / torch.sqrt(2.0 * gamma / self.df) * math.sqrt((self.df - 2) / self.df)
+            df = int(self.df)
+            normals = torch.randn((df, *shape), generator=self._generator, dtype=torch.float64)
+            chi2 = normals.pow(2).sum(dim=0)  # chi-square with df degrees of freedom
+            fresh = fresh / torch.sqrt(chi2 / df) * math.sqrt((df - 2) / df)
         rho = self.step_correlation
         if self._state is not None and self._state.shape == shape and rho != 0.0:
             z = rho * self._state + math.sqrt(1.0 - rho * rho) * fresh

@@ -56,7 +56,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from .._checks import frozen_array
-from ..schedules import sigma_from_alpha_bar
+from ..cpe import step_increments
 from ..trajectories import Trajectory
 from .samples import ErrorSample
 from .verdicts import AuditResult, Correction, with_adjusted
@@ -409,7 +409,7 @@ def accumulated_error_anisotropy(
             f"{float(a[k + 1])!r}"
         )
     d = sample.dim
-    c = np.diff(np.append(sigma_from_alpha_bar(a), 0.0))
+    c = step_increments(a)
     moments = np.stack([_moment(sample.errors[k], False) for k in range(a.size)])
     traces = np.trace(moments, axis1=1, axis2=2)
     for k, t in enumerate(traces):

@@ -42,7 +42,7 @@ SCENARIOS: dict[str, dict[str, float]] = {
     "null": {},
     "bias": {"bias": 0.05},
     "correlation": {"step_correlation": 0.2},
-    "student_t": {"df": 5.0},
+    "student_t": {"df": 5},
 }
 #: The tests each alternative is meant to be caught by (power target >= 0.9).
 AIMED: dict[str, tuple[str, ...]] = {

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 from .._checks import frozen_array
-from ..schedules import sigma_from_alpha_bar
+from ..cpe import step_increments
 from .samples import ErrorSample
 from .verdicts import AuditResult, Correction, with_adjusted
 
@@ -162,8 +162,7 @@ def cpe_with_step_covariance(
     error combines the errors with that sampler's own weights, which this does not model.
     """
     _paired(sample)
-    sig = np.append(sigma_from_alpha_bar(sample.alpha_bar), 0.0)
-    c = np.diff(sig)  # negative: sigma decreases along the path
+    c = step_increments(sample.alpha_bar)  # negative: sigma decreases along the path
     e = sample.errors  # raw second moments, as the MSE profile w
 
     def both(rows: np.ndarray) -> tuple[float, float]:

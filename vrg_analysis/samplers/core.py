@@ -34,6 +34,7 @@ __all__ = [
     "y_update_to_x",
     "linear_combination",
     "rho_of",
+    "min_levels_for_order",
 ]
 
 
@@ -60,6 +61,12 @@ class StepRecord:
 
 
 Callback = Callable[[StepRecord], None]
+
+
+def min_levels_for_order(order: int) -> int:
+    """Fewest levels for one step of full ``order``: it needs ``order`` levels and a level after
+    them that is not the clean one (the step into the clean sample is first order)."""
+    return 1 if order == 1 else order + 1
 
 
 def rho_of(alpha_bar: float) -> float:

@@ -41,7 +41,13 @@ from torch import Tensor
 from ..models import EpsModel
 from ..schedules import NoiseSchedule
 from ..trajectories import Trajectory
-from .core import Callback, SamplingRun, linear_combination, y_update_to_x
+from .core import (
+    Callback,
+    SamplingRun,
+    linear_combination,
+    min_levels_for_order,
+    y_update_to_x,
+)
 from .noise import NoiseSource
 
 __all__ = ["Basis", "DEIS_ORDERS", "DEIS_BASES", "deis_weights", "sample_deis"]
@@ -118,7 +124,7 @@ def sample_deis(
         trajectory,
         callback=callback,
         model_kwargs=model_kwargs,
-        min_levels=1 if order == 1 else order + 1,
+        min_levels=min_levels_for_order(order),
     )
     history: list[Tensor] = []  # eps at the visited levels, newest first
     x = x_T

@@ -44,7 +44,14 @@ from torch import Tensor
 
 from ..models import EpsModel
 from ..trajectories import Trajectory
-from .core import Callback, SamplingRun, linear_combination, predicted_x0, y_update_to_x
+from .core import (
+    Callback,
+    SamplingRun,
+    linear_combination,
+    min_levels_for_order,
+    predicted_x0,
+    y_update_to_x,
+)
 from .noise import NoiseSource
 
 __all__ = [
@@ -225,7 +232,7 @@ def sample_dpm_solver(
     _check_choice("solver_type", solver_type, ("midpoint", "heun"))
     _check_choice("intermediate", intermediate, ("paper", "diffusers"))
     name = f"DPM-Solver-{order} (singlestep)"
-    min_levels = 1 if order == 1 else order + 1
+    min_levels = min_levels_for_order(order)
     run = SamplingRun(
         name,
         model,
@@ -292,7 +299,7 @@ def sample_dpm_solver_multistep(
         trajectory,
         callback=callback,
         model_kwargs=model_kwargs,
-        min_levels=1 if order == 1 else 3,
+        min_levels=min_levels_for_order(order),
     )
     x = x_T
     prev: Tensor | None = None

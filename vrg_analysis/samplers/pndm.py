@@ -40,7 +40,14 @@ from .core import Callback, SamplingRun, linear_combination
 from .ddim import ddim_coefficients
 from .noise import NoiseSource
 
-__all__ = ["Warmup", "ADAMS_BASHFORTH", "PNDM_VARIANTS", "pndm_extra_calls", "sample_pndm"]
+__all__ = [
+    "Warmup",
+    "ADAMS_BASHFORTH",
+    "PNDM_VARIANTS",
+    "pndm_extra_calls",
+    "pndm_min_levels",
+    "sample_pndm",
+]
 
 Warmup = Literal["euler", "heun", "rk4"]
 
@@ -64,6 +71,11 @@ PNDM_VARIANTS: dict[str, tuple[Warmup, int]] = {
 
 def _warmup_steps(warmup: Warmup, order: int) -> int:
     return {"euler": 0, "heun": 1, "rk4": order - 1}[warmup]
+
+
+def pndm_min_levels(warmup: Warmup, order: int) -> int:
+    """Fewest levels: the warm-up steps must end before the clean level."""
+    return _warmup_steps(warmup, order) + 1
 
 
 def pndm_extra_calls(warmup: Warmup, order: int) -> int:
@@ -100,7 +112,7 @@ def sample_pndm(
         trajectory,
         callback=callback,
         model_kwargs=model_kwargs,
-        min_levels=n_warm + 1,
+        min_levels=pndm_min_levels(warmup, order),
     )
     schedule = model.schedule
     history: list[Tensor] = []  # model outputs at the visited states, newest last

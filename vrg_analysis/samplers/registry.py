@@ -21,12 +21,12 @@ from torch import Tensor
 
 from ..models import EpsModel
 from ..trajectories import Trajectory
-from .core import Callback, StepRecord
+from .core import Callback, StepRecord, min_levels_for_order
 from .ddim import sample_ddim
 from .deis import sample_deis
 from .dpm_solver import sample_dpm_solver, sample_dpm_solver_multistep
 from .noise import NoiseSource
-from .pndm import PNDM_VARIANTS, pndm_extra_calls, sample_pndm
+from .pndm import PNDM_VARIANTS, pndm_extra_calls, pndm_min_levels, sample_pndm
 
 __all__ = [
     "SamplerFn",
@@ -131,14 +131,14 @@ def _pndm(name: str, reference: str) -> SamplerSpec:
         sample_pndm,
         reference,
         order=order,
-        min_levels={"euler": 1, "heun": 2, "rk4": order}[warmup],
+        min_levels=pndm_min_levels(warmup, order),
         options={"warmup": warmup, "order": order},
         extra_calls=pndm_extra_calls(warmup, order),
     )
 
 
 def _dpm(name: str, fn: SamplerFn, reference: str, order: int, **options: Any) -> SamplerSpec:
-    min_levels = 1 if order == 1 else order + 1
+    min_levels = min_levels_for_order(order)
     return _spec(
         name, fn, reference, order=order, min_levels=min_levels, options={"order": order, **options}
     )
@@ -177,7 +177,7 @@ _ALL: tuple[SamplerSpec, ...] = (
         sample_dpm_solver_multistep,
         "Lu et al. 2022b, Algorithm 2 (2M)",
         order=2,
-        min_levels=3,
+        min_levels=min_levels_for_order(2),
         options={"order": 2, "algorithm": "dpmsolver++"},
     ),
     _pndm("f_pndm", "Liu et al. 2022, eq. 12-13 (F-PNDM)"),
