@@ -30,6 +30,7 @@ the map ``u(rho)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -46,6 +47,7 @@ from .core import (
     SamplingRun,
     linear_combination,
     min_levels_for_order,
+    rho_of,
     y_update_to_x,
 )
 from .noise import NoiseSource
@@ -98,6 +100,22 @@ def deis_weights(
     return w
 
 
+@functools.lru_cache(maxsize=128)
+def _step_coefficients(
+    levels: tuple[float, ...], order: int, basis: Basis, schedule: NoiseSchedule
+) -> tuple[tuple[float, tuple[float, ...]], ...]:
+    """``(c_x, c)`` of every step (order rising from 1, first order into the clean sample)."""
+    u = _basis_map(basis, schedule)
+    rho = [rho_of(a) for a in levels]
+    out = []
+    for k in range(len(levels) - 1):
+        p = 1 if k == len(levels) - 2 else min(order, k + 1)
+        w = deis_weights([rho[k - j] for j in range(p)], rho[k + 1], u)
+        c_x, c = y_update_to_x(levels[k], levels[k + 1], 1.0, w)
+        out.append((c_x, tuple(c)))
+    return tuple(out)
+
+
 def sample_deis(
     model: EpsModel,
     x_T: Tensor,  # noqa: N803 - the paper's symbol
@@ -116,7 +134,7 @@ def sample_deis(
     del generator
     if order not in DEIS_ORDERS:
         raise ValueError(f"unknown DEIS order {order!r}; expected one of {list(DEIS_ORDERS)}")
-    u = _basis_map(basis, model.schedule)
+    _basis_map(basis, model.schedule)  # validates basis
     run = SamplingRun(
         f"DEIS {basis}AB{order}",
         model,
@@ -126,18 +144,18 @@ def sample_deis(
         model_kwargs=model_kwargs,
         min_levels=min_levels_for_order(order),
     )
+    # 1. C_kj = int l_j(u(rho)) drho for every step (DEIS eq. 15), applied in x: they depend only
+    #    on the levels, so they are computed once per trajectory (cached across runs)
+    steps = _step_coefficients(tuple(run.levels), order, basis, model.schedule)
     history: list[Tensor] = []  # eps at the visited levels, newest first
     x = x_T
     with torch.no_grad():
         for k in range(run.K):
             eps_hat = run.eps(k, x)
             history = [eps_hat, *history][:order]
-            p = 1 if k == run.K - 1 else len(history)  # first order into the clean sample
-            # 1. C_kj = int l_j(u(rho)) drho over the step (DEIS eq. 15)
-            w = deis_weights([run.rho[k - j] for j in range(p)], run.rho[k + 1], u)
-            # 2. y_{k+1} = y_k + sum_j C_kj eps_{k-j}, applied in x
-            c_x, c = y_update_to_x(run.levels[k], run.levels[k + 1], 1.0, w)
-            x_next = linear_combination(x, c_x, c, history[:p])
-            run.record(k, x, eps_hat, order=p)
+            c_x, c = steps[k]
+            # 2. y_{k+1} = y_k + sum_j C_kj eps_{k-j}
+            x_next = linear_combination(x, c_x, c, history[: len(c)])
+            run.record(k, x, eps_hat, order=len(c))
             x = x_next
     return x
