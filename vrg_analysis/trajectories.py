@@ -256,8 +256,10 @@ def dpm_solver_levels(
     uniform in ``lambda_`` with the orders of DPM-Solver's plan (order 3 and 10 calls:
     ``[3, 3, 3, 1]``), and inside an outer step of order ``p`` the intermediate levels at
     ``lambda_s + h j / p`` (DPM-Solver's ``r1 = 1/2``; ``r1 = 1/3, r2 = 2/3``). These are the
-    levels of the official VRG trajectory files; :func:`vrg_analysis.samplers.sample_dpm_solver`
-    reads its intermediate levels from them.
+    levels of the official VRG trajectory files. :func:`vrg_analysis.samplers.sample_dpm_solver`
+    reads its intermediate levels from a trajectory; its default groups end with a first-order
+    step into the clean sample, so they match this plan when ``num_steps = order * m + 1``
+    (e.g. 10 calls at order 3); otherwise pass the plan's groups as ``orders=``, ending in 1.
     """
     k = _check_steps(num_steps)
     if order not in (1, 2, 3):

@@ -248,6 +248,7 @@ class CPEShares:
             "cpe_total_se": self.cpe_total_se,
             "cpe_spread_se": self.cpe_spread_se,
             "cpe_model_se": self.cpe_model_se,
+            "cpe_cross_se": self.cpe_cross_se,
         }
 
 

@@ -174,8 +174,8 @@ def cpe_with_step_covariance(
     rng = np.random.default_rng(seed)
     ratios = []
     for _ in range(bootstrap):
-        i, w = both(rng.integers(0, sample.n, sample.n))
-        ratios.append(w / i)
+        indep_b, cov_b = both(rng.integers(0, sample.n, sample.n))
+        ratios.append(cov_b / indep_b)
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     return CovarianceCPE(indep, cov, cov / indep, (float(lo), float(hi)), c)
 
