@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -170,3 +172,39 @@ def test_alpha_bar_min_holds_the_noisiest_level_inside_the_schedule():
         optimize_trajectory(base, profile, method="mlp_sgd", alpha_bar_min=1e-4)
     with pytest.raises(ValueError, match=r"alpha_bar_min = 0.5 must lie in \(0, a_K"):
         optimize_trajectory(base, profile, alpha_bar_min=0.5)
+
+
+def test_global_optimum_is_the_brute_force_minimum_and_beats_every_feasible_trajectory():
+    import itertools
+
+    from vrg_analysis.optimize import global_optimum
+
+    profile = _smooth_profile()
+    grid = np.geomspace(2e-3, 0.95, 12)
+    for start in (None, float(grid[1])):
+        best = math.inf
+        for combo in itertools.combinations(sorted(grid), 3):  # every 3-level trajectory
+            if start is not None and combo[0] != start:
+                continue
+            best = min(best, cumulative_prediction_error(Trajectory(combo), profile))
+        res = global_optimum(profile, 3, grid=grid, start_alpha_bar=start)
+        assert res.cpe == pytest.approx(best, rel=1e-12)
+        assert cumulative_prediction_error(res.trajectory, profile) == pytest.approx(res.cpe)
+        if start is not None:
+            assert res.trajectory.alpha_bar[0] == start
+    # on a grid holding the baseline's levels, the optimum is at least as good as the baseline
+    # and as VRG's box optimum from the same start
+    base = time_quadratic(SCHED, 6)
+    a_lo, a_hi = profile.alpha_bar_range
+    grid = np.union1d(np.geomspace(a_lo, a_hi, 400), base.alpha_bar)
+    res = global_optimum(profile, 6, grid=grid, start_alpha_bar=float(base.alpha_bar[0]))
+    vrg = optimize_trajectory(base, profile, keep_start=True)
+    assert res.cpe <= cumulative_prediction_error(base, profile)
+    assert res.cpe <= vrg.cpe_final * (1 + 1e-3)
+    # without a fixed start the optimum is degenerate: everything crowds the clean end
+    free = global_optimum(profile, 6)
+    assert free.cpe < 0.01 * res.cpe and free.trajectory.alpha_bar[0] > 0.9
+    with pytest.raises(ValueError, match="num_steps = 20 exceeds the 12 grid levels"):
+        global_optimum(profile, 20, grid=np.geomspace(2e-3, 0.95, 12))
+    with pytest.raises(ValueError, match="does not cover alpha_bar"):
+        global_optimum(profile, 3, grid=[1e-9, 0.5, 0.9])
