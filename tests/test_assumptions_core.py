@@ -141,8 +141,9 @@ def test_permutation_and_distance_correlation_tests():
     # a nonlinear dependence without correlation: distance correlation sees it
     u = rng.standard_normal((400, 1))
     r_lin, _ = permutation_correlation_test(u, u**2 - 1, permutations=199)
-    _, _, p_d = distance_correlation_test(u, u**2 - 1)
-    assert abs(r_lin) < 0.15 and p_d < 1e-6
+    _, _, p_d = distance_correlation_test(u, u**2 - 1, permutations=499)
+    _, _, p_t = distance_correlation_test(u, u**2 - 1, permutations=None)
+    assert abs(r_lin) < 0.15 and p_d == pytest.approx(1 / 500) and p_t < 1e-6
 
 
 def test_independence_audit_on_planted_step_correlation_and_cpe_consequence():

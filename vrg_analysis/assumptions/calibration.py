@@ -8,8 +8,8 @@ replication on one coordinate, with the very functions the audits use:
 
 - zero mean: the t test (:func:`~.gaussianity.mean_test`) on ``n`` samples of step 0;
 - Gaussianity: K^2, Anderson-Darling, Jarque-Bera, Shapiro-Wilk (subsample), skewness, kurtosis;
-- independence: the permutation test and the distance-correlation t test between steps 0 and 1
-  of ``n_paths`` paths;
+- independence: the permutation tests of the correlation and of the distance correlation between
+  steps 0 and 1 of ``n_paths`` paths;
 - transfer: Welch's t test on the squared errors of two disjoint halves of step 0.
 
 Scenarios (:data:`SCENARIOS`): ``null``; ``bias`` (0.05 sd on every coordinate); ``correlation``
@@ -125,7 +125,7 @@ def _pvalues(
     out["kurtosis"] = float(stats.kurtosistest(z).pvalue)
     a, b = e0[:n_paths], e1[:n_paths]
     out["permutation"] = permutation_correlation_test(a, b, permutations=perms, seed=seed)[1]
-    out["distance_correlation"] = distance_correlation_test(a, b)[2]
+    out["distance_correlation"] = distance_correlation_test(a, b, permutations=perms, seed=seed)[2]
     sq = np.mean(e0**2, axis=1)
     half = sq.size // 2
     out["transfer"] = float(stats.ttest_ind(sq[:half], sq[half:], equal_var=False).pvalue)
@@ -140,7 +140,7 @@ def calibrate(
     alpha: float = 0.05,
     std: float = 0.1,
     scenarios: Sequence[str] = tuple(SCENARIOS),
-    permutations: int = 499,
+    permutations: int = 199,
     shapiro_size: int = 500,
     chunk: int = 100,
     seed: int = 0,
