@@ -250,6 +250,16 @@ def optimize_trajectory(
     held = a_k_orig if keep_start else None
     if method == "exact":
         r, iterations, converged, message = _solve_exact(obj, r0, lo, hi, keep_start, a_k_orig)
+        if not keep_start:
+            # A piecewise-linear profile makes the objective kinked at every measured level, and
+            # a local solver can stop at a kink above a point it could reach: the start-held
+            # optimum is feasible here too (penalty 0). Solve from there as well; keep the best.
+            r_held, it2, ok2, msg2 = _solve_exact(obj, r0, lo, hi, True, a_k_orig)
+            r_alt, it3, ok3, msg3 = _solve_exact(obj, r_held, lo, hi, False, a_k_orig)
+            iterations += it2 + it3
+            if obj.numpy_value_and_grad(r_alt)[0] < obj.numpy_value_and_grad(r)[0]:
+                r, converged = r_alt, ok3
+                message = f"{msg3} (second start: the start-held optimum; first: {message})"
         if alpha_bar_min is not None and not keep_start and float(np.prod(r)) < alpha_bar_min:
             # the penalised optimum left the schedule: the bound is active, hold it exactly
             r, it2, converged, msg2 = _solve_exact(obj, r, lo, hi, True, alpha_bar_min)
@@ -368,7 +378,11 @@ def _solve_exact(
         options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 30},
     )
     message, nit = f"L-BFGS-B: {res.message}", int(res.nit)
-    if not res.success:
+    # L-BFGS-B can stop on its relative-reduction test (the objective is badly scaled: the
+    # noisiest ratio's gradient dwarfs the others) while reporting success: continue with SLSQP
+    # unless the projected gradient is already ~0
+    kkt = _projected_gradient_norm(obj, np.clip(res.x, lo, hi), lo, hi, False)
+    if not res.success or kkt > _KKT_TOL:
         log.info("L-BFGS-B stopped (%s); continuing with SLSQP", res.message)
         first = res
         res = minimize(
