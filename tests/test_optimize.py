@@ -230,3 +230,12 @@ def test_penalty_optimum_is_never_worse_than_holding_the_start_level(one_torch_t
             base, pp.profile, keep_start=True, alpha_bar_max=sched.alpha_bar_max
         )
         assert pen.objective_final <= held.cpe_final * (1 + 1e-9), (name, k)
+
+
+def test_global_optimum_default_grid_skips_a_safeguard_row_at_zero():
+    from vrg_analysis.optimize import global_optimum
+
+    a = np.r_[0.0, np.geomspace(1e-4, 0.999, 50)]  # the official files' row at alpha_bar = 0
+    profile = ErrorProfile(alpha_bar=a, mse=0.1 + a)
+    res = global_optimum(profile, 4, grid_size=200, start_alpha_bar=1e-3)
+    assert res.trajectory.K == 4 and res.trajectory.alpha_bar[0] == 1e-3 and np.isfinite(res.cpe)

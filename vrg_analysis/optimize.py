@@ -208,6 +208,10 @@ def optimize_trajectory(
 
     ``keep_start=True`` (exact method only) holds the noisiest level fixed exactly instead of the
     paper's penalty, which on the raw alpha_bar scale barely holds it (DESIGN.md, pitfalls).
+    The exact method is a local solver: on a noisy profile measured at every timestep the
+    objective is piecewise smooth and not convex, and it can stop at a local minimum
+    (``converged`` then means first-order stationary, not global; the optimiser chapter shows a
+    case where the paper's MLP + SGD reaches a lower objective).
     ``alpha_bar_max`` caps the least noisy level (pass the model schedule's ``alpha_bar(0)`` so
     that no level needs a timestep below 0). ``alpha_bar_min`` (exact method) keeps the noisiest
     level at or above the schedule's ``alpha_bar(T)``: the penalty alone can push it just past the
@@ -472,7 +476,8 @@ def global_optimum(
     ``C_1(j) = sigma_j^2 w_j`` and ``C_k(j) = min_{i: sigma_i < sigma_j} C_{k-1}(i) +
     (sigma_j - sigma_i)^2 w_j``, the optimum is ``min_j C_K(j)``, or ``C_K(start)`` when the
     noisiest level is fixed at ``start_alpha_bar`` (added to the grid). The grid defaults to
-    ``grid_size`` levels uniform in ``lambda_`` over the profile's measured range; the cost is
+    ``grid_size`` levels uniform in ``lambda_`` over the profile's measured levels inside (0, 1)
+    (an official file's safeguard row at ``alpha_bar = 0`` is left out); the cost is
     ``O(K G^2)`` in float64 numpy. Without a fixed start the optimum is degenerate (every level
     crowds the clean end, CPE -> 0): the objective ignores discretisation error, which is why the
     paper keeps VRG inside a box around a baseline.
@@ -480,7 +485,11 @@ def global_optimum(
     k_steps = int(num_steps)
     if isinstance(num_steps, bool) or k_steps != num_steps or k_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    lo, hi = profile.alpha_bar_range
+    measured = np.asarray(profile.alpha_bar, dtype=np.float64)
+    inside = measured[(measured > 0.0) & (measured < 1.0)]  # e.g. no safeguard row at 0
+    if inside.size < 2:
+        raise ValueError("the profile needs at least 2 measured levels inside (0, 1)")
+    lo, hi = float(inside.min()), float(inside.max())
     if grid is None:
         if isinstance(grid_size, bool) or int(grid_size) < 2:
             raise ValueError(f"grid_size must be an integer >= 2, got {grid_size!r}")
