@@ -11,7 +11,7 @@ Bands, with the slopes measured over three starting batches (seeds 0, 1, 2; lamb
 that they were set around:
 - order 1 (DDIM, DPM-Solver-1, DEIS tAB1): [-1.25, -0.85]; measured -1.06 .. -1.08.
 - order 2 (DPM-Solver-2, ++(2S), ++(2M), DEIS tAB2, S-PNDM): [-2.5, -1.75]; measured -1.84 .. -2.32.
-- DPM-Solver-3: [-3.8, -2.6]; measured -3.35 .. -3.45 / -2.69 .. -3.11.
+- DPM-Solver-3 (Algorithm 2 form): [-3.8, -2.6]; measured -3.25 .. -3.53 / -2.65 .. -3.14.
 - DEIS tAB3: [-3.2, -2.2]; measured -2.63 .. -2.85 / -2.34 .. -2.68: third order per step, but its
   first step has no history and is first order, a local error O(h^2) that caps the asymptotic order
   at 2 (with a small constant at high noise, where the flow is nearly linear).
