@@ -58,7 +58,7 @@ from scipy import stats
 from .._checks import frozen_array
 from ..cpe import step_increments
 from ..trajectories import Trajectory
-from .samples import ErrorSample
+from .samples import ErrorSample, check_same_levels
 from .verdicts import AuditResult, Correction, with_adjusted
 
 __all__ = [
@@ -393,13 +393,7 @@ def accumulated_error_anisotropy(
             raise ValueError(
                 f"the trajectory has {trajectory.K} levels but the sample has {a.size}"
             )
-        bad = np.flatnonzero(~np.isclose(trajectory.alpha_bar, a, rtol=1e-9, atol=0.0))
-        if bad.size:
-            k = int(bad[0])
-            raise ValueError(
-                f"trajectory alpha_bar[{k}] = {float(trajectory.alpha_bar[k])!r} but the sample "
-                f"has alpha_bar[{k}] = {float(a[k])!r}"
-            )
+        check_same_levels(trajectory.alpha_bar, a, "trajectory", "the sample")
     step = np.flatnonzero(np.diff(a) <= 0.0)
     if step.size:
         k = int(step[0])

@@ -25,7 +25,7 @@ from ..models import EpsModel, checked_eps, timestep_tensors
 from ..samplers.core import StepRecord
 from ..trajectories import Trajectory
 
-__all__ = ["ErrorSample", "errors_on_data", "errors_along_path"]
+__all__ = ["ErrorSample", "errors_on_data", "errors_along_path", "check_same_levels"]
 
 FloatArray = NDArray[np.float64]
 
@@ -107,6 +107,21 @@ class ErrorSample:
 
     def level_label(self, i: int) -> str:
         return f"alpha_bar={self.alpha_bar[i]:.4g}"
+
+
+def check_same_levels(
+    a: ArrayLike, b: ArrayLike, first: str, second: str, prefix: str = ""
+) -> None:
+    """``ValueError`` naming the first position where two level lists (of equal length) differ
+    beyond ``rtol = 1e-9``: ``"{first} alpha_bar[i] = .. but {second} alpha_bar[i] = .."``."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    bad = np.flatnonzero(~np.isclose(x, y, rtol=1e-9, atol=0.0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{prefix}{first} alpha_bar[{i}] = {float(x[i])!r} but {second} alpha_bar[{i}] = "
+            f"{float(y[i])!r}"
+        )
 
 
 # --------------------------------------------------------------------------- collection

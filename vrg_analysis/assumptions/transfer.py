@@ -58,7 +58,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from .._checks import frozen_array
-from .samples import ErrorSample
+from .samples import ErrorSample, check_same_levels
 from .verdicts import AuditResult, Correction, Decide, with_adjusted
 
 __all__ = [
@@ -140,14 +140,13 @@ def _check_pair(
         raise ValueError(
             f"the samples must have the same levels: reference_sample has {lr}, other has {lo}"
         )
-    a, b = reference_sample.alpha_bar, other.alpha_bar
-    bad = np.flatnonzero(~np.isclose(a, b, rtol=1e-9, atol=0.0))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"the samples must have the same levels: reference_sample alpha_bar[{i}] = "
-            f"{float(a[i])!r} but other alpha_bar[{i}] = {float(b[i])!r}"
-        )
+    check_same_levels(
+        reference_sample.alpha_bar,
+        other.alpha_bar,
+        "reference_sample",
+        "other",
+        prefix="the samples must have the same levels: ",
+    )
     if reference_sample.dim != other.dim:
         raise ValueError(
             f"the samples must have the same dimension: reference_sample has d = "
