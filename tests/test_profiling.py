@@ -342,3 +342,36 @@ def test_checkpoint_refuses_another_model_or_schedule(tmp_path):
         run(Net(0.1), NoiseSchedule.linear(beta_end=0.03))
     with pytest.raises(ValueError, match="model_sha256"):
         run(Net(0.2), sched)
+
+
+class _LabelShift:
+    """eps_hat = label (a constant per row): the profile's MSE is then E[(label - eps)^2]."""
+
+    def __init__(self) -> None:
+        from vrg_analysis import NoiseSchedule
+
+        self.schedule = NoiseSchedule.linear()
+
+    def __call__(self, x, t, label=None):
+        assert label is not None and label.shape[0] == x.shape[0]
+        return label.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1))).expand_as(x).clone()
+
+
+def test_row_kwargs_reach_the_model_row_by_row():
+    data = torch.zeros(400, 3)
+    labels = torch.tensor([0.0, 2.0]).repeat(200)  # half the rows 0, half 2
+    prof = profile_prediction_error(
+        _LabelShift(),
+        data,
+        [10, 500],
+        row_kwargs={"label": labels},
+        batch_size=128,
+        progress=False,
+        reservoir_size=0,
+    )
+    # E[(c - eps)^2] = c^2 + 1: rows with 0 give 1, rows with 2 give 5; mean 3
+    np.testing.assert_allclose(prof.mse, 3.0, atol=0.25)
+    with pytest.raises(ValueError, match="one entry per data row"):
+        profile_prediction_error(
+            _LabelShift(), data, [10], row_kwargs={"label": labels[:10]}, progress=False
+        )

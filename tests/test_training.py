@@ -196,6 +196,21 @@ def test_guidance_limits_and_formula(tiny_cond: Path) -> None:
     torch.testing.assert_close(one, net(x, t, torch.full((6,), 7)).detach())
 
 
+def test_guidance_label_per_call(tiny_cond: Path) -> None:
+    net = load_trained("digits-unet-cond", tiny_cond)
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([5.0, 300.0, 600.0, 990.0])
+    labels = torch.tensor([3, 1, 4, 1])
+    with torch.no_grad():
+        fixed = GuidedEpsModel(net, labels, 2.0)(x, t)
+        per_call = GuidedEpsModel(net, 0, 2.0)(x, t, label=labels)
+    torch.testing.assert_close(per_call, fixed, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="3 labels given for a batch of 4"):
+        GuidedEpsModel(net, 0, 2.0)(x, t, label=torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="labels must lie in 0..9"):
+        GuidedEpsModel(net, 0, 2.0)(x, t, label=torch.tensor([1, 2, 3, 10]))
+
+
 def test_guidance_bad_input(tiny_cond: Path) -> None:
     net = load_trained("digits-unet-cond", tiny_cond)
     x, t = torch.randn(3, 1, 8, 8), torch.full((3,), 100.0)

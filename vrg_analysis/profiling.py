@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -610,6 +610,7 @@ def profile_prediction_error(
     reservoir_size: int = 256,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 50,
+    row_kwargs: Mapping[str, Tensor] | None = None,
 ) -> ErrorProfile:
     """Algorithm 1: profile ``delta = eps_hat(x_t, t) - eps`` on training data.
 
@@ -633,6 +634,10 @@ def profile_prediction_error(
     separate numpy generator seeded from the starting state of ``generator``, so turning the
     reservoir on or off leaves the noise and all other statistics unchanged.
 
+    Conditioning: ``row_kwargs`` maps a model keyword to one value per data row (e.g.
+    ``{"label": train_y}`` for a class-conditional or guided model); each batch passes the rows'
+    own values, so the profile is that of the conditional predictor on its training pairs.
+
     Resuming: with ``checkpoint_path``, the sums, both generator states and the position are
     written atomically every ``checkpoint_every`` batches and at the end. A run with the same
     arguments (model name, data sha256, timesteps, schedule, generator starting state, batch
@@ -650,6 +655,15 @@ def profile_prediction_error(
     data = data.detach().cpu()  # eps is drawn on the CPU: the same numbers on every device
     if not torch.isfinite(data).all():
         raise ValueError("data contains non-finite values")
+    rows_kw: dict[str, Tensor] = {}
+    for key, value in (row_kwargs or {}).items():
+        v = torch.as_tensor(value).detach().cpu()
+        if v.ndim < 1 or v.shape[0] != data.shape[0]:
+            raise ValueError(
+                f"row_kwargs[{key!r}] must have one entry per data row ({data.shape[0]}), "
+                f"got shape {tuple(v.shape)}"
+            )
+        rows_kw[key] = v
     batch_size = _int_at_least(batch_size, "batch_size", 1)
     reservoir_size = _int_at_least(reservoir_size, "reservoir_size", 0)
     checkpoint_every = _int_at_least(checkpoint_every, "checkpoint_every", 1)
@@ -685,6 +699,10 @@ def profile_prediction_error(
         "dim_stats": bool(dim_stats),
         "reservoir_size": reservoir_size,
     }
+    if rows_kw:  # only when given, so fingerprints of unconditional runs are unchanged
+        fingerprint["row_kwargs_sha256"] = {
+            k: sha256_array(v.numpy()) for k, v in sorted(rows_kw.items())
+        }
     reservoir = _Reservoir(ts.size, reservoir_size, rng) if reservoir_size > 0 else None
     acc = _Accumulator(ts.size, dim, dim_stats, reservoir)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -715,7 +733,8 @@ def profile_prediction_error(
             eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
             a = a_all[level].reshape(-1, *([1] * (x0.ndim - 1)))
             x_t = a.sqrt() * x0 + (1.0 - a).sqrt() * eps  # DDPM eq. 4
-            eps_hat = checked_eps(model, x_t.to(dev), t_all[level].to(dev))
+            kw = {k: v[row].to(dev) for k, v in rows_kw.items()}
+            eps_hat = checked_eps(model, x_t.to(dev), t_all[level].to(dev), **kw)
             delta = eps_hat.to("cpu", x0.dtype) - eps
             acc.add(level, delta, levels, first)  # accumulated on the CPU in float64
             bar.update(stop - start)

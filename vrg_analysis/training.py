@@ -531,9 +531,19 @@ class GuidedEpsModel:
             raise ValueError(f"{self.label.shape[0]} labels given for a batch of {batch} samples")
         return self.label.to(device)
 
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
+        """Guided noise prediction; ``label`` (``[batch]`` integers), when given, replaces the
+        labels fixed at construction for this call (so one model serves a batch of any classes,
+        e.g. profiling with each training row's own label)."""
         b = x.shape[0]
-        y = self.labels_for(b, x.device)
+        if label is None:
+            y = self.labels_for(b, x.device)
+        else:
+            y = torch.as_tensor(label, device=x.device).long().reshape(-1)
+            if y.shape[0] != b:
+                raise ValueError(f"{y.shape[0]} labels given for a batch of {b} samples")
+            if bool(((y < 0) | (y >= self.num_classes)).any()):
+                raise ValueError(f"labels must lie in 0..{self.num_classes - 1}")
         null = torch.full_like(y, self.num_classes)
         w = self.guidance_scale
         if w == 0.0:

@@ -1,0 +1,186 @@
+"""The paired-comparison engine: pairing by starting noise, verdicts that can go either way,
+and clear errors for bad configurations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from vrg_analysis.comparison import (
+    PUBLISHED_VRG,
+    ArmResult,
+    ComparisonConfig,
+    ComparisonResult,
+    VRGSetting,
+    paired_comparison,
+    run_comparison,
+    win_tie_loss,
+)
+from vrg_analysis.profiling import ErrorProfile
+
+SETTING = VRGSetting(0.1, 100.0)
+
+
+def _arm(variant: str, seed: int, feats: np.ndarray, score: np.ndarray) -> ArmResult:
+    mean, cov = np.zeros(2), np.eye(2)
+    from vrg_analysis.metrics import frechet_distance, gaussian_moments
+
+    m, c = gaussian_moments(feats)
+    return ArmResult(
+        sampler="ddim",
+        baseline="time_uniform",
+        K=5,
+        variant=variant,
+        seed=seed,
+        nfe=5,
+        cpe=1.0 if variant == "baseline" else 0.8,
+        alpha_bar=np.linspace(0.1, 0.9, 5),
+        set_value=frechet_distance(m, c, mean, cov),
+        features=feats,
+        per_sample={"image_mse": score},
+    )
+
+
+def _result(shift_vrg: float, score_shift: float, n: int = 300) -> ComparisonResult:
+    rng = np.random.default_rng(1)
+    arms = []
+    for seed in (0, 1, 2):
+        base = rng.normal(size=(n, 2))
+        score = rng.exponential(size=n)
+        noise = 0.05 * rng.normal(size=n)
+        arms.append(_arm("baseline", seed, base, score))
+        arms.append(_arm(SETTING.label, seed, base + shift_vrg, score + score_shift + noise))
+    config = ComparisonConfig(
+        testbed="mixture-2d", samplers=("ddim",), steps=(5,), vrg=(SETTING,), seeds=(0, 1, 2)
+    )
+    profile = ErrorProfile(alpha_bar=np.array([0.01, 0.99]), mse=np.array([1.0, 1.0]))
+    return ComparisonResult(
+        config=config,
+        set_metric="frechet",
+        arms=tuple(arms),
+        profile=profile,
+        reference_moments=(np.zeros(2), np.eye(2)),
+        model_calls=0,
+    )
+
+
+def test_lower_error_is_a_win_and_higher_a_loss() -> None:
+    better = paired_comparison(_result(0.0, -0.2), "ddim", "time_uniform", 5, metric="image_mse")
+    worse = paired_comparison(_result(0.0, +0.2), "ddim", "time_uniform", 5, metric="image_mse")
+    assert better.delta == pytest.approx(-0.2, abs=0.01)
+    assert better.ci_high < 0 < worse.ci_low
+    assert len(better.seed_deltas) == 3 and all(d < 0 for d in better.seed_deltas)
+    judged = win_tie_loss([better, worse])
+    assert [c.verdict for c in judged] == ["win", "loss"]
+    assert all(c.p_adjusted >= c.p_value for c in judged)
+
+
+def test_no_difference_is_a_tie() -> None:
+    same = paired_comparison(_result(0.0, 0.0), "ddim", "time_uniform", 5, metric="image_mse")
+    assert same.ci_low < 0 < same.ci_high
+    assert win_tie_loss([same])[0].verdict == "tie"
+
+
+def test_set_metric_sees_a_shifted_distribution() -> None:
+    shifted = paired_comparison(_result(0.5, 0.0), "ddim", "time_uniform", 5)
+    assert shifted.metric == "frechet"
+    # Frechet distance of N(0.5, I) from N(0, I) is |0.5|^2 * 2 = 0.5 (plus sampling noise)
+    assert shifted.delta == pytest.approx(0.5, abs=0.1)
+    assert shifted.ci_low > 0
+    assert win_tie_loss([shifted])[0].verdict == "loss"
+    assert shifted.base_cpe == 1.0 and shifted.vrg_cpe == 0.8
+
+
+def test_bad_arguments_are_named() -> None:
+    r = _result(0.0, 0.0)
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_comparison(r, "ddim", "time_uniform", 5, metric="precision")
+    with pytest.raises(ValueError, match="was not measured"):
+        paired_comparison(r, "ddim", "time_uniform", 5, metric="exact_error")
+    with pytest.raises(KeyError):
+        paired_comparison(r, "ddim", "time_uniform", 7)
+    with pytest.raises(ValueError, match="alpha"):
+        win_tie_loss([], alpha=1.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"samplers": ("euler",)}, "euler"),
+        ({"baselines": ("cosine",)}, "unknown baseline"),
+        ({"steps": (0,)}, "steps"),
+        ({"seeds": (1, 1)}, "seeds"),
+        ({"n_samples": 1}, "n_samples"),
+        ({"guidance_scale": 2.0}, "digits-cond"),
+        ({"exact_reference": True}, "exact"),
+        ({"vrg": ()}, "at least one"),
+    ],
+)
+def test_bad_configurations(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ComparisonConfig(testbed="digits", **kwargs)
+
+
+@pytest.mark.parametrize("gamma", [-0.1, 1.0, float("nan")])
+def test_out_of_range_gamma(gamma: float) -> None:
+    with pytest.raises(ValueError, match="gamma"):
+        VRGSetting(gamma, 100.0)
+
+
+@pytest.fixture(scope="module")
+def small_run() -> ComparisonResult:
+    torch.set_num_threads(1)
+    config = ComparisonConfig(
+        testbed="mixture-2d",
+        samplers=("ddim", "s_pndm"),
+        baselines=("time_uniform",),
+        steps=(4,),
+        seeds=(0, 1),
+        n_samples=48,
+        vrg=(VRGSetting(0.0, 100.0), PUBLISHED_VRG),
+        reference_steps=20,
+        exact_reference=True,
+        profile_stride=50,
+        profile_samples=64,
+    )
+    return run_comparison(config, use_cache=False)
+
+
+def test_gamma_zero_reproduces_the_baseline_sample_for_sample(small_run: ComparisonResult) -> None:
+    zero = VRGSetting(0.0, 100.0).label
+    for sampler in ("ddim", "s_pndm"):
+        for seed in (0, 1):
+            b = small_run.arm(sampler, "time_uniform", 4, "baseline", seed)
+            v = small_run.arm(sampler, "time_uniform", 4, zero, seed)
+            np.testing.assert_array_equal(b.features, v.features)
+            assert b.nfe == v.nfe
+    c = paired_comparison(small_run, "ddim", "time_uniform", 4, zero, metric="image_mse")
+    assert c.delta == 0.0 and c.p_value == 1.0
+    assert win_tie_loss([c])[0].verdict == "tie"
+
+
+def test_arms_share_the_starting_noise_and_cost(small_run: ComparisonResult) -> None:
+    label = PUBLISHED_VRG.label
+    b = small_run.arm("s_pndm", "time_uniform", 4, "baseline", 0)
+    v = small_run.arm("s_pndm", "time_uniform", 4, label, 0)
+    assert b.nfe == v.nfe == 5  # S-PNDM: K + 1 calls on both arms
+    assert v.cpe < b.cpe  # VRG lowers its own objective
+    assert not np.array_equal(b.alpha_bar, v.alpha_bar)
+    # different seeds draw different starting noise
+    b1 = small_run.arm("s_pndm", "time_uniform", 4, "baseline", 1)
+    assert not np.array_equal(b.features, b1.features)
+    # exact metrics were measured; the exact error is not the fine-step deviation
+    assert {"log_likelihood", "image_mse", "exact_error"} <= set(b.per_sample)
+    assert not np.allclose(b.per_sample["exact_error"], b.per_sample["image_mse"])
+    rows = small_run.rows()
+    assert len(rows) == 2 * 3 * 2  # samplers x variants x seeds
+    assert small_run.model_calls == 2 * (20 + 4 * 3 + 5 * 3)
+
+
+def test_replace_keeps_verdict_fields() -> None:
+    c = paired_comparison(_result(0.0, -0.2), "ddim", "time_uniform", 5, metric="image_mse")
+    assert replace(c, verdict="win").verdict == "win"
+    assert c.relative == pytest.approx(c.delta / c.base_value)
