@@ -12,6 +12,13 @@ SHELL := bash
 .DEFAULT_GOAL := book
 
 export HF_HUB_OFFLINE := 1
+# Study artifacts (profiles, sampled comparisons) are cached by parameters, input hashes and the
+# library source (vrg_analysis/cache.py): a rebuild after a prose edit reruns nothing. Inside
+# _build, so a fresh clone (and `make clean`) starts empty.
+export VRG_CACHE_DIR ?= $(CURDIR)/_build/cache
+# numpy/scipy's OpenBLAS on one thread: on a busy 2-core machine two BLAS threads made a 64 x 64
+# eigendecomposition 30x slower (measured while building issue 6); torch keeps its own threads.
+export OPENBLAS_NUM_THREADS ?= 1
 
 PYTHON3     ?= python3
 VENV        := .venv
@@ -40,7 +47,7 @@ MATHJAX_DIR     := book/assets/mathjax
 MATHJAX_JS      := $(MATHJAX_DIR)/tex-mml-chtml.js
 
 # First chapter of _toc.yml, printed after `make book`.
-FIRST_CHAPTER := _build/html/book/notebooks/vrg_on_exact_testbed.html
+FIRST_CHAPTER := _build/html/book/notebooks/claims.html
 
 .PHONY: venv mathjax execute book test clean FORCE
 
@@ -90,6 +97,13 @@ book/notebooks/%.ipynb: notebooks/%.ipynb $(LIB_SRC) $(wildcard $(PARAM_DIR)/*.y
 
 # The scorecard collects the verdict tables the audit notebooks write (book/notebooks/verdicts/).
 book/notebooks/scorecard.ipynb: $(filter book/notebooks/audit_%,$(EXECUTED))
+
+# The claims page collects the findings the study notebooks write (book/notebooks/claims/) and
+# the audit verdicts.
+CLAIM_SOURCES := quality_vs_steps ablation predicted_vs_measured published_profiles optimisers \
+	beyond_the_paper
+book/notebooks/claims.ipynb: $(filter $(CLAIM_SOURCES:%=book/notebooks/%.ipynb),$(EXECUTED)) \
+	$(filter book/notebooks/audit_%,$(EXECUTED))
 
 # ---------------------------------------------------------------- book
 book: venv mathjax execute

@@ -184,3 +184,51 @@ def test_replace_keeps_verdict_fields() -> None:
     c = paired_comparison(_result(0.0, -0.2), "ddim", "time_uniform", 5, metric="image_mse")
     assert replace(c, verdict="win").verdict == "win"
     assert c.relative == pytest.approx(c.delta / c.base_value)
+
+
+def test_checkpoint_folder_runs_end_to_end(tmp_path) -> None:
+    pytest.importorskip("diffusers")
+    from test_models_diffusers import _save, _tiny_unet
+
+    folder = _save(tmp_path / "tiny", _tiny_unet(), num_train_timesteps=1000)
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npy"
+    np.save(data, rng.uniform(-1, 1, size=(40, 1, 8, 8)).astype(np.float32))
+    config = ComparisonConfig(
+        testbed=str(folder),
+        data=str(data),
+        samplers=("ddim",),
+        baselines=("time_uniform",),
+        steps=(3,),
+        seeds=(0, 1),
+        n_samples=6,
+        reference_steps=5,
+        profile_stride=100,
+        profile_samples=16,
+    )
+    res = run_comparison(config, use_cache=False)
+    assert res.set_metric == "pixel_frechet"
+    c = paired_comparison(res, "ddim", "time_uniform", 3, n_boot=50)
+    assert np.isfinite(c.delta) and c.ci_low <= c.ci_high
+    assert res.arm("ddim", "time_uniform", 3, "baseline", 0).features.shape == (6, 64)
+
+
+def test_checkpoint_configuration_errors(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not a folder holding a diffusers checkpoint"):
+        ComparisonConfig(testbed="cifar10-ddpm")
+    with pytest.raises(ValueError, match="needs data"):
+        ComparisonConfig(testbed=str(tmp_path))
+
+
+def test_reference_frechet_agrees_with_the_library_distance() -> None:
+    from vrg_analysis.comparison import _FrechetToReference
+    from vrg_analysis.metrics import frechet_distance, gaussian_moments
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
+    x = rng.normal(size=(300, 6)) * 1.5 + 0.3
+    moments = gaussian_moments(ref)
+    m, c = gaussian_moments(x)
+    fast = _FrechetToReference(moments)(x)
+    assert fast == pytest.approx(frechet_distance(m, c, *moments), rel=1e-9)
+    assert _FrechetToReference(moments)(ref) == pytest.approx(0.0, abs=1e-8)

@@ -29,6 +29,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +58,8 @@ __all__ = [
     "PairedComparison",
     "METRIC_DIRECTION",
     "setup_testbed",
+    "setup_checkpoint",
+    "pixel_features",
     "vrg_retime",
     "run_comparison",
     "paired_comparison",
@@ -71,11 +74,12 @@ Verdict = Literal["win", "tie", "loss"]
 METRIC_DIRECTION: dict[str, int] = {
     "fid": -1,
     "frechet": -1,
+    "pixel_frechet": -1,
     "image_mse": -1,
     "exact_error": -1,
     "log_likelihood": +1,
 }
-_SET_METRICS = ("fid", "frechet")
+_SET_METRICS = ("fid", "frechet", "pixel_frechet")
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,12 @@ PUBLISHED_VRG = VRGSetting(gamma=0.01, reg_lambda=100.0)
 class ComparisonConfig:
     """Parameters of a paired comparison; the one home of their defaults (CI-sized).
 
-    ``testbed``: ``digits``, ``digits-cond`` (with ``guidance_scale``), ``mixture-2d`` or
-    ``mixture-8d``. ``samplers``: registry names. ``vrg``: the VRG settings compared with each
-    baseline. ``reference_steps``: levels of the fine time-uniform DDIM solve that defines the
-    endpoint deviation ("image MSE"). ``exact_reference`` (mixtures): also the error against the
+    ``testbed``: ``digits``, ``digits-cond`` (with ``guidance_scale``), ``mixture-2d``,
+    ``mixture-8d``, or a folder holding a diffusers checkpoint (with ``data``, the data set it
+    was trained on, :func:`vrg_analysis.io.load_user_data`; see :func:`setup_checkpoint`).
+    ``samplers``: registry names. ``vrg``: the VRG settings compared with each baseline.
+    ``reference_steps``: levels of the fine time-uniform DDIM solve that defines the endpoint
+    deviation ("image MSE"). ``exact_reference`` (mixtures): also the error against the
     exact ODE from each arm's own start level. ``profile_stride`` / ``profile_samples``: Algorithm
     1 on every ``profile_stride``-th training timestep over that many training rows.
     """
@@ -128,6 +134,7 @@ class ComparisonConfig:
     profile_stride: int = 10
     profile_samples: int = 512
     device: str = "cpu"
+    data: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("samplers", "baselines", "steps", "seeds", "vrg"):
@@ -164,6 +171,16 @@ class ComparisonConfig:
             raise ValueError("guidance_scale needs the class-conditional testbed 'digits-cond'")
         if self.exact_reference and not self.testbed.startswith("mixture"):
             raise ValueError("exact_reference needs an exact (mixture-*) testbed")
+        from .testbeds import known_testbeds
+
+        if self.testbed not in known_testbeds():
+            if not Path(self.testbed).is_dir():
+                raise ValueError(
+                    f"unknown testbed {self.testbed!r}: not one of {known_testbeds()} and not a "
+                    "folder holding a diffusers checkpoint"
+                )
+            if self.data is None:
+                raise ValueError(f"checkpoint folder {self.testbed!r} needs data (its data set)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,10 +215,85 @@ class ComparisonSetup:
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
 
 
-def setup_testbed(config: ComparisonConfig) -> ComparisonSetup:
-    """The :class:`ComparisonSetup` of a named testbed (see :class:`ComparisonConfig`)."""
-    from .testbeds import make_testbed
+def _on_device(model: Any, device: str) -> Any:
+    """``model`` with its torch weights on ``device`` (guided models: the wrapped network)."""
+    if torch.device(device).type == "cpu":
+        return model
+    inner = getattr(model, "model", None)
+    if isinstance(inner, torch.nn.Module):
+        inner.to(device)
+    elif isinstance(model, torch.nn.Module):
+        model.to(device)
+    return model
 
+
+def pixel_features(x: Tensor, size: int = 8) -> FloatArray:
+    """Average-pooled pixels (``size`` x ``size`` per channel, flattened) of images ``[n, C, H,
+    W]``: the features of the ``pixel_frechet`` set metric, a Frechet distance in a coarse pixel
+    space for checkpoints without a domain feature extractor (not comparable with FID)."""
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape [n, C, H, W], got {tuple(x.shape)}")
+    pooled = torch.nn.functional.adaptive_avg_pool2d(x.double(), min(size, x.shape[-1]))
+    return pooled.flatten(1).cpu().numpy()
+
+
+def setup_checkpoint(
+    folder: str | Path,
+    data: str | Path,
+    *,
+    device: str = "cpu",
+    features: Callable[[Tensor], FloatArray] | None = None,
+    metric: str = "pixel_frechet",
+    held_out_fraction: float = 0.25,
+    seed: int = 0,
+) -> ComparisonSetup:
+    """The :class:`ComparisonSetup` of a diffusers checkpoint folder and its data set.
+
+    The data are split (seeded) into the rows Algorithm 1 profiles and held-out rows whose
+    feature moments are the set metric's reference. ``features`` (default
+    :func:`pixel_features`) maps samples to feature vectors; pass e.g. Inception-v3 pool features
+    with ``metric="fid"`` where the weights are available locally.
+    """
+    from .assumptions.target import resolve_audit_target
+    from .io import sha256_array, sha256_file
+
+    if metric not in _SET_METRICS:
+        raise ValueError(f"metric must be one of {_SET_METRICS}, got {metric!r}")
+    target = resolve_audit_target(
+        str(folder), data=str(data), device=device, seed=seed, held_out_fraction=held_out_fraction
+    )
+    feats = features if features is not None else pixel_features
+    ref = feats(target.held_out_x)
+    weights = sorted(
+        p for p in Path(folder).rglob("*") if p.suffix in (".safetensors", ".bin", ".json")
+    )
+    return ComparisonSetup(
+        name=target.name,
+        model=target.model,
+        schedule=target.schedule,
+        shape=target.sample_shape,
+        train_x=target.train_x,
+        set_metric=metric,
+        set_features=feats,
+        reference_moments=gaussian_moments(ref),
+        fingerprint={
+            "files": {str(p.relative_to(folder)): sha256_file(p) for p in weights},
+            "data_sha256": sha256_array(target.train_x.numpy()),
+            "held_out_fraction": held_out_fraction,
+            "seed": seed,
+            "features": getattr(feats, "__qualname__", repr(feats)),
+        },
+    )
+
+
+def setup_testbed(config: ComparisonConfig) -> ComparisonSetup:
+    """The :class:`ComparisonSetup` of ``config.testbed`` (a named testbed or a checkpoint folder,
+    see :class:`ComparisonConfig`), with the model on ``config.device``."""
+    from .testbeds import known_testbeds, make_testbed
+
+    if config.testbed not in known_testbeds():
+        assert config.data is not None  # checked by ComparisonConfig
+        return setup_checkpoint(config.testbed, config.data, device=config.device)
     bed = make_testbed(config.testbed)
     n = config.n_samples
     if config.testbed.startswith("digits"):
@@ -209,7 +301,7 @@ def setup_testbed(config: ComparisonConfig) -> ComparisonSetup:
 
         ref = reference_statistics("digits")
         extractor = load_digits_classifier()
-        model: Any = bed.model
+        model: Any = _on_device(bed.model, config.device)
         model_kwargs: dict[str, Tensor] = {}
         row_kwargs: dict[str, Tensor] = {}
         if config.guidance_scale is not None:
@@ -240,7 +332,7 @@ def setup_testbed(config: ComparisonConfig) -> ComparisonSetup:
     tol = 1e-6
     return ComparisonSetup(
         name=config.testbed,
-        model=bed.trained_model,
+        model=_on_device(bed.trained_model, config.device),
         schedule=bed.schedule,
         shape=(bed.dim,),
         train_x=bed.train_x,
@@ -400,6 +492,30 @@ def _profile(setup: ComparisonSetup, config: ComparisonConfig) -> ErrorProfile:
 def _set_value(features: FloatArray, moments: tuple[FloatArray, FloatArray]) -> float:
     mean, cov = gaussian_moments(features)
     return frechet_distance(mean, cov, moments[0], moments[1])
+
+
+class _FrechetToReference:
+    """Frechet distance (F1) of sample sets to one fixed reference Gaussian, for the bootstrap:
+    the reference's square root is computed once, so each evaluation needs one symmetric
+    eigenvalue problem, ``tr (R^{1/2} C R^{1/2})^{1/2}``, instead of three. Agrees with
+    :func:`~vrg_analysis.metrics.frechet_distance` (tested)."""
+
+    def __init__(self, moments: tuple[FloatArray, FloatArray]) -> None:
+        self.mean = np.asarray(moments[0], dtype=np.float64)
+        cov = np.asarray(moments[1], dtype=np.float64)
+        vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+        vals = np.clip(vals, 0.0, None)
+        self.sqrt = (vecs * np.sqrt(vals)) @ vecs.T
+        self.trace = float(vals.sum())
+
+    def __call__(self, features: FloatArray) -> float:
+        mean = features.mean(axis=0)
+        centred = features - mean
+        cov = centred.T @ centred / (features.shape[0] - 1)
+        mid = self.sqrt @ cov @ self.sqrt
+        tr_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (mid + mid.T)), 0.0, None)).sum())
+        diff = mean - self.mean
+        return max(float(diff @ diff) + float(np.trace(cov)) + self.trace - 2.0 * tr_sqrt, 0.0)
 
 
 def run_comparison(
@@ -589,16 +705,16 @@ def paired_comparison(
     if metric in _SET_METRICS:
         if metric != result.set_metric:
             raise ValueError(f"this comparison's set metric is {result.set_metric!r}")
-        mom = result.reference_moments
+        frechet = _FrechetToReference(result.reference_moments)
         all_b, all_v = np.concatenate(fb), np.concatenate(fv)
-        base_value, vrg_value = _set_value(all_b, mom), _set_value(all_v, mom)
+        base_value, vrg_value = frechet(all_b), frechet(all_v)
         seed_deltas = tuple(v.set_value - b.set_value for b, v in zip(arms_b, arms_v, strict=True))
         boot = np.empty(n_boot)
         for i in range(n_boot):
             idx = np.concatenate(
                 [o + rng.integers(0, s, size=s) for o, s in zip(offsets, sizes, strict=True)]
             )
-            boot[i] = _set_value(all_v[idx], mom) - _set_value(all_b[idx], mom)
+            boot[i] = frechet(all_v[idx]) - frechet(all_b[idx])
         # bootstrap standard-error test: z = delta / sd(bootstrap deltas), two-sided normal p
         se = float(boot.std(ddof=1))
         delta = vrg_value - base_value

@@ -337,6 +337,41 @@ def _projected_gradient_norm(
     return float(np.max(np.abs(g)))
 
 
+def solve_start_held(
+    obj: _Objective,
+    r0: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    a_k: float,
+    max_iterations: int = 2000,
+) -> tuple[FloatArray, int, bool, str]:
+    """SLSQP on the ratios inside ``[lo, hi]`` with the start level held exactly,
+    ``sum_k log r_k = log a_K`` (the hard form of VRG's penalty); ``obj`` without its penalty.
+
+    Returns the ratios, the iterations, whether SLSQP converged with the constraint met to 1e-9,
+    and a message.
+    """
+    log_ak = math.log(a_k)
+    constraint = {
+        "type": "eq",
+        "fun": lambda r: np.sum(np.log(r)) - log_ak,
+        "jac": lambda r: 1.0 / r,
+    }
+    res = minimize(
+        lambda r: obj.numpy_value_and_grad(r, with_reg=False),
+        np.clip(r0, lo, hi),
+        jac=True,
+        method="SLSQP",
+        bounds=list(zip(lo, hi, strict=True)),
+        constraints=[constraint],
+        options={"maxiter": int(max_iterations), "ftol": 1e-14},
+    )
+    r = np.clip(res.x, lo, hi)
+    residual = abs(float(np.sum(np.log(r))) - log_ak)
+    ok = bool(res.success) and residual < 1e-9
+    return r, int(res.nit), ok, f"SLSQP: {res.message}; start-level residual {residual:.1e}"
+
+
 def _solve_exact(
     obj: _Objective,
     r0: FloatArray,
@@ -353,26 +388,7 @@ def _solve_exact(
     """
     bounds = list(zip(lo, hi, strict=True))
     if keep_start:
-        log_ak = math.log(a_k_orig)
-        constraint = {
-            "type": "eq",
-            "fun": lambda r: np.sum(np.log(r)) - log_ak,
-            "jac": lambda r: 1.0 / r,
-        }
-        res = minimize(
-            lambda r: obj.numpy_value_and_grad(r, with_reg=False),
-            r0,
-            jac=True,
-            method="SLSQP",
-            bounds=bounds,
-            constraints=[constraint],
-            options={"maxiter": 2000, "ftol": 1e-14},
-        )
-        r = np.clip(res.x, lo, hi)
-        residual = abs(float(np.sum(np.log(r))) - log_ak)
-        ok = bool(res.success) and residual < 1e-9
-        message = f"SLSQP: {res.message}; start-level residual {residual:.1e}"
-        return r, int(res.nit), ok, message
+        return solve_start_held(obj, r0, lo, hi, a_k_orig)
     res = minimize(
         obj.numpy_value_and_grad,
         r0,
