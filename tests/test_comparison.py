@@ -135,7 +135,7 @@ def small_run() -> ComparisonResult:
     torch.set_num_threads(1)
     config = ComparisonConfig(
         testbed="mixture-2d",
-        samplers=("ddim", "s_pndm"),
+        samplers=("ddim", "s_pndm", "ddpm"),
         baselines=("time_uniform",),
         steps=(4,),
         seeds=(0, 1),
@@ -149,9 +149,28 @@ def small_run() -> ComparisonResult:
     return run_comparison(config, use_cache=False)
 
 
+def test_the_profile_cache_is_bypassed_too(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VRG_CACHE_DIR", str(tmp_path))
+    config = ComparisonConfig(
+        testbed="mixture-2d",
+        samplers=("ddim",),
+        baselines=("time_uniform",),
+        steps=(3,),
+        seeds=(0, 1),
+        n_samples=8,
+        reference_steps=5,
+        profile_stride=200,
+        profile_samples=16,
+    )
+    run_comparison(config, use_cache=False)
+    assert not list(tmp_path.iterdir())
+    run_comparison(config, use_cache=True)
+    assert {p.name.split("-")[0] for p in tmp_path.glob("*.pkl")} == {"profile", "comparison"}
+
+
 def test_gamma_zero_reproduces_the_baseline_sample_for_sample(small_run: ComparisonResult) -> None:
     zero = VRGSetting(0.0, 100.0).label
-    for sampler in ("ddim", "s_pndm"):
+    for sampler in ("ddim", "s_pndm", "ddpm"):  # ddpm: the per-step noise is shared too
         for seed in (0, 1):
             b = small_run.arm(sampler, "time_uniform", 4, "baseline", seed)
             v = small_run.arm(sampler, "time_uniform", 4, zero, seed)
@@ -162,7 +181,7 @@ def test_gamma_zero_reproduces_the_baseline_sample_for_sample(small_run: Compari
     assert win_tie_loss([c])[0].verdict == "tie"
 
 
-def test_arms_share_the_starting_noise_and_cost(small_run: ComparisonResult) -> None:
+def test_arms_cost_the_same_and_seeds_differ(small_run: ComparisonResult) -> None:
     label = PUBLISHED_VRG.label
     b = small_run.arm("s_pndm", "time_uniform", 4, "baseline", 0)
     v = small_run.arm("s_pndm", "time_uniform", 4, label, 0)
@@ -176,8 +195,8 @@ def test_arms_share_the_starting_noise_and_cost(small_run: ComparisonResult) -> 
     assert {"log_likelihood", "image_mse", "exact_error"} <= set(b.per_sample)
     assert not np.allclose(b.per_sample["exact_error"], b.per_sample["image_mse"])
     rows = small_run.rows()
-    assert len(rows) == 2 * 3 * 2  # samplers x variants x seeds
-    assert small_run.model_calls == 2 * (20 + 4 * 3 + 5 * 3)
+    assert len(rows) == 3 * 3 * 2  # samplers x variants x seeds
+    assert small_run.model_calls == 2 * (20 + 4 * 3 + 5 * 3 + 4 * 3)
 
 
 def test_replace_keeps_verdict_fields() -> None:

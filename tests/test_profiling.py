@@ -344,8 +344,9 @@ def test_checkpoint_refuses_another_model_or_schedule(tmp_path):
         run(Net(0.2), sched)
 
 
-class _LabelShift:
-    """eps_hat = label (a constant per row): the profile's MSE is then E[(label - eps)^2]."""
+class _LabelledExact:
+    """The exact noise for data rows ``x0 = label * 1``: ``(x_t - sqrt(a) label) / sqrt(1 - a)``,
+    so the profile's MSE is 0 exactly when each row gets its own label."""
 
     def __init__(self) -> None:
         from vrg_analysis import NoiseSchedule
@@ -354,24 +355,25 @@ class _LabelShift:
 
     def __call__(self, x, t, label=None):
         assert label is not None and label.shape[0] == x.shape[0]
-        return label.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1))).expand_as(x).clone()
+        a = torch.as_tensor(self.schedule.alpha_bar(t.double().numpy()), dtype=x.dtype)
+        a = a.reshape(-1, *([1] * (x.ndim - 1)))
+        lab = label.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        return (x - a.sqrt() * lab) / (1 - a).sqrt()
 
 
 def test_row_kwargs_reach_the_model_row_by_row():
-    data = torch.zeros(400, 3)
-    labels = torch.tensor([0.0, 2.0]).repeat(200)  # half the rows 0, half 2
+    labels = torch.arange(300, dtype=torch.float64) % 7  # rows differ, and so do their labels
+    data = labels.reshape(-1, 1).expand(-1, 3).clone()
+    kw = dict(batch_size=128, progress=False, reservoir_size=0)
     prof = profile_prediction_error(
-        _LabelShift(),
-        data,
-        [10, 500],
-        row_kwargs={"label": labels},
-        batch_size=128,
-        progress=False,
-        reservoir_size=0,
+        _LabelledExact(), data, [10, 500, 990], row_kwargs={"label": labels}, **kw
     )
-    # E[(c - eps)^2] = c^2 + 1: rows with 0 give 1, rows with 2 give 5; mean 3
-    np.testing.assert_allclose(prof.mse, 3.0, atol=0.25)
+    np.testing.assert_allclose(prof.mse, 0.0, atol=1e-20)
+    shifted = profile_prediction_error(
+        _LabelledExact(), data, [10, 500, 990], row_kwargs={"label": labels.roll(1)}, **kw
+    )
+    assert (shifted.mse > 1e-6).all()  # a label on the wrong row is seen at every level
     with pytest.raises(ValueError, match="one entry per data row"):
         profile_prediction_error(
-            _LabelShift(), data, [10], row_kwargs={"label": labels[:10]}, progress=False
+            _LabelledExact(), data, [10], row_kwargs={"label": labels[:10]}, progress=False
         )

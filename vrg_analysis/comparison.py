@@ -243,6 +243,7 @@ def setup_checkpoint(
     *,
     device: str = "cpu",
     features: Callable[[Tensor], FloatArray] | None = None,
+    features_id: str | None = None,
     metric: str = "pixel_frechet",
     held_out_fraction: float = 0.25,
     seed: int = 0,
@@ -252,13 +253,16 @@ def setup_checkpoint(
     The data are split (seeded) into the rows Algorithm 1 profiles and held-out rows whose
     feature moments are the set metric's reference. ``features`` (default
     :func:`pixel_features`) maps samples to feature vectors; pass e.g. Inception-v3 pool features
-    with ``metric="fid"`` where the weights are available locally.
+    with ``metric="fid"`` where the weights are available locally, and ``features_id``, a name
+    that identifies that extractor and its weights in the cache key (required with ``features``).
     """
     from .assumptions.target import resolve_audit_target
     from .io import sha256_array, sha256_file
 
     if metric not in _SET_METRICS:
         raise ValueError(f"metric must be one of {_SET_METRICS}, got {metric!r}")
+    if features is not None and not features_id:
+        raise ValueError("features needs features_id, a name of the extractor for the cache key")
     target = resolve_audit_target(
         str(folder), data=str(data), device=device, seed=seed, held_out_fraction=held_out_fraction
     )
@@ -281,7 +285,8 @@ def setup_checkpoint(
             "data_sha256": sha256_array(target.train_x.numpy()),
             "held_out_fraction": held_out_fraction,
             "seed": seed,
-            "features": getattr(feats, "__qualname__", repr(feats)),
+            "features": features_id or "pixel_features",
+            "metric": metric,
         },
     )
 
@@ -323,6 +328,8 @@ def setup_testbed(config: ComparisonConfig) -> ComparisonSetup:
                 "model_sha256": bed.model.card.get("sha256"),
                 "split_sha256": bed.split.sha256,
                 "classifier_sha256": ref.classifier_sha256,
+                "reference_mean": ref.mean,
+                "reference_cov": ref.cov,
                 "guidance_scale": config.guidance_scale,
             },
         )
@@ -458,7 +465,9 @@ class ComparisonResult:
 
 
 # ===================================================================== running
-def _profile(setup: ComparisonSetup, config: ComparisonConfig) -> ErrorProfile:
+def _profile(
+    setup: ComparisonSetup, config: ComparisonConfig, use_cache: bool | None
+) -> ErrorProfile:
     n = min(config.profile_samples, int(setup.train_x.shape[0]))
     last = setup.schedule.num_timesteps - 1  # always profiled: the baselines start there
     ts = np.union1d(np.arange(0, last, config.profile_stride), [last])
@@ -485,8 +494,9 @@ def _profile(setup: ComparisonSetup, config: ComparisonConfig) -> ErrorProfile:
         "n": n,
         "stride": config.profile_stride,
         "train_x": setup.train_x[:n],
+        "device": config.device,
     }
-    return cached("profile", params, compute)
+    return cached("profile", params, compute, enabled=use_cache)
 
 
 def _set_value(features: FloatArray, moments: tuple[FloatArray, FloatArray]) -> float:
@@ -533,16 +543,18 @@ def run_comparison(
     setup = setup if setup is not None else setup_testbed(config)
 
     def compute() -> ComparisonResult:
-        return _run(config, setup, progress)
+        return _run(config, setup, progress, use_cache)
 
     params = {"config": config.to_dict(), "setup": setup.name, **dict(setup.fingerprint)}
     return cached("comparison", params, compute, enabled=use_cache)
 
 
-def _run(config: ComparisonConfig, setup: ComparisonSetup, progress: bool) -> ComparisonResult:
+def _run(
+    config: ComparisonConfig, setup: ComparisonSetup, progress: bool, use_cache: bool | None
+) -> ComparisonResult:
     dev = torch.device(config.device)
     model, schedule, n = setup.model, setup.schedule, config.n_samples
-    profile = _profile(setup, config)
+    profile = _profile(setup, config, use_cache)
     model_kwargs = {k: v.to(dev) for k, v in setup.model_kwargs.items()}
     # 1-2. the baseline and VRG trajectories of every configuration (seed-independent)
     plans: list[tuple[str, str, int, str, Trajectory, dict[str, Any]]] = []
@@ -567,7 +579,6 @@ def _run(config: ComparisonConfig, setup: ComparisonSetup, progress: bool) -> Co
     with torch.no_grad():
         for seed in config.seeds:
             x_t = initial_noise((n, *setup.shape), seed).to(dev)
-            gens = sample_generators(seed, n)
             # 3. the fine-step reference from the same x_T (the paper's 200-step "image MSE")
             ref = sample("ddim", model, x_t, fine, model_kwargs=model_kwargs)
             calls += ref.nfe
@@ -580,7 +591,8 @@ def _run(config: ComparisonConfig, setup: ComparisonSetup, progress: bool) -> Co
                     model,
                     x_t,
                     traj,
-                    generator=gens if spec.stochastic else None,
+                    # a fresh set per arm: every arm draws the same per-step noise
+                    generator=sample_generators(seed, n) if spec.stochastic else None,
                     model_kwargs=model_kwargs,
                 )
                 calls += out.nfe

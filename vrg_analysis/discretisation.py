@@ -293,7 +293,9 @@ def probe_local_error(
         extra += 1
         diff = (s_t - s_m) * (eps_s - eps_m)  # one step minus two steps, in y
         # 3. (D2)
-        per_sample = diff.reshape(n, -1).pow(2).mean(dim=1).numpy() * richardson_factor(th) ** 2
+        per_sample = (
+            diff.reshape(n, -1).pow(2).mean(dim=1).cpu().numpy() * richardson_factor(th) ** 2
+        )
         err[k] = float(per_sample.mean())
         sem[k] = float(per_sample.std(ddof=1) / math.sqrt(n))
     if not np.isfinite(err).any():
@@ -310,8 +312,8 @@ def probe_local_error(
         local_error_sem=frozen_array(sem),
         n_probe=int(n),
         model_calls=int(n * (k_steps + extra)),
-        states=states,
-        endpoint=endpoint.to(torch.float64),
+        states=states.cpu(),
+        endpoint=endpoint.to(torch.float64).cpu(),
     )
 
 

@@ -7,8 +7,9 @@ noises by a criterion that needs nothing but the model::
 
     score(gamma) = mean_i || x_K^{gamma}(x_T^i) - x_ref(x_T^i) ||^2 / d                  (G1)
 
-with ``x_ref`` a fine-step solve of the same model from the same ``x_T`` (by default 200 DDIM
-steps uniform in ``lambda_`` from the trajectory's start level: the paper's "image MSE"). The
+with ``x_ref`` a fine-step solve of the same model from the same ``x_T`` (by default 200 steps
+uniform in ``lambda_`` from the trajectory's start level, with the sampler being tuned, DDIM by
+default: the paper's "image MSE"). The
 smallest score wins; a tie (within ``rtol``) goes to the smaller ``gamma``, the smaller change
 to the baseline. ``gamma = 0`` stands for the baseline itself.
 
@@ -18,8 +19,9 @@ not the model error VRG's objective is about. Pass ``references`` to score again
 else (on the exact testbed: the exact ODE endpoints, an oracle no real model has).
 
 Budget: ``model_calls`` counts single-sample network evaluations spent on validation,
-``n_val * (reference_steps + sum of the candidates' K)`` (the profile, which VRG as published
-needs too, is not counted).
+``n_val * (nfe(reference_steps) + sum of the candidates' nfe(K))`` with the sampler's model
+calls per trajectory ``nfe`` (K for DDIM; the profile, which VRG as published needs too, is not
+counted).
 """
 
 from __future__ import annotations
