@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vrg_analysis import NoiseSchedule
+from vrg_analysis import ErrorProfile, NoiseSchedule
 
 
 class GaussianOracle:
@@ -29,3 +29,10 @@ class GaussianOracle:
     def flow(self, y: torch.Tensor, sigma_from: float, sigma_to: float) -> torch.Tensor:
         """Exact probability-flow map in ``y = x / sqrt(a)``: ``y ~ N(0, c^2 + sigma^2)``."""
         return y * np.sqrt((self.c**2 + sigma_to**2) / (self.c**2 + sigma_from**2))
+
+
+def smooth_profile(schedule: NoiseSchedule | None = None) -> ErrorProfile:
+    """A smooth, increasing error profile on every 10th timestep (and the last) of ``schedule``."""
+    sched = schedule or NoiseSchedule.linear()
+    a = sched.alpha_bar(np.r_[np.arange(0, 1000, 10), 999])
+    return ErrorProfile(alpha_bar=a, mse=0.5 * a**3 + 0.02 * a + 1e-5)

@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from analytic import smooth_profile
 
-from vrg_analysis import ErrorProfile, NoiseSchedule, Trajectory, baseline
+from vrg_analysis import NoiseSchedule, Trajectory, baseline
 from vrg_analysis.cpe import cumulative_prediction_error
 from vrg_analysis.discretisation import (
     MIN_SPLIT_FRACTION,
@@ -47,12 +48,6 @@ class SigmaOnlyModel:
         sigma = np.sqrt((1 - a) / a)
         val = torch.as_tensor(self.f(sigma), dtype=x.dtype)
         return val.reshape(-1, *([1] * (x.ndim - 1))).expand_as(x).clone()
-
-
-def _smooth_profile() -> ErrorProfile:
-    t = np.r_[np.arange(0, 1000, 10), 999]
-    a = SCHED.alpha_bar(t)
-    return ErrorProfile(alpha_bar=a, mse=0.5 * a**3 + 0.02 * a + 1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +194,7 @@ def exact_local(mixture):
 
 def test_objective_terms_add_cpe_and_d(exact_local):
     traj, lm = exact_local
-    profile = _smooth_profile()
+    profile = smooth_profile(SCHED)
     terms = objective_terms(traj, profile, lm)
     assert terms.cpe == pytest.approx(
         cumulative_prediction_error(traj, profile, outside="clamp"), rel=1e-10
@@ -214,7 +209,7 @@ def test_objective_terms_add_cpe_and_d(exact_local):
 def test_grid_optimum_is_the_brute_force_minimum(exact_local, mixture, variance):
     traj, lm = exact_local
     traj3 = Trajectory(traj.alpha_bar[[0, 2, 4]])  # K = 3 from the same start level
-    profile = _smooth_profile()
+    profile = smooth_profile(SCHED)
     cap = mixture.schedule.alpha_bar_max
     g = 25
     res = optimize_discretisation_aware(
@@ -234,7 +229,7 @@ def test_grid_optimum_is_the_brute_force_minimum(exact_local, mixture, variance)
 
 def test_optimum_holds_the_start_lowers_j_and_leaves_the_box(exact_local, mixture):
     traj, lm = exact_local
-    profile = _smooth_profile()
+    profile = smooth_profile(SCHED)
     res = optimize_discretisation_aware(
         traj,
         profile,
@@ -256,7 +251,7 @@ def test_optimum_holds_the_start_lowers_j_and_leaves_the_box(exact_local, mixtur
 
 def test_optimiser_validates_its_inputs(exact_local):
     traj, lm = exact_local
-    profile = _smooth_profile()
+    profile = smooth_profile(SCHED)
     with pytest.raises(ValueError, match="grid_size"):
         optimize_discretisation_aware(traj, profile, lm, grid_size=traj.K)
     with pytest.raises(ValueError, match="alpha_bar_max"):

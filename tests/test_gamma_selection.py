@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from analytic import smooth_profile
 
-from vrg_analysis import ErrorProfile, NoiseSchedule, baseline, optimize_trajectory
+from vrg_analysis import NoiseSchedule, baseline, optimize_trajectory
 from vrg_analysis.gamma_selection import (
     DEFAULT_GAMMAS,
     endpoint_deviation,
@@ -22,18 +23,12 @@ from vrg_analysis.testbeds import make_testbed
 SCHED = NoiseSchedule.linear()
 
 
-def _smooth_profile() -> ErrorProfile:
-    t = np.r_[np.arange(0, 1000, 10), 999]
-    a = SCHED.alpha_bar(t)
-    return ErrorProfile(alpha_bar=a, mse=0.5 * a**3 + 0.02 * a + 1e-5)
-
-
 @pytest.fixture(scope="module")
 def setup():
     torch.set_num_threads(1)
     bed = make_testbed("mixture-2d")
     base = baseline("time_uniform", bed.schedule, 5)
-    profile = _smooth_profile()
+    profile = smooth_profile(SCHED)
     gammas = (0.0, 0.01, 0.2)
     bounds = dict(alpha_bar_max=SCHED.alpha_bar_max, alpha_bar_min=SCHED.alpha_bar_min)
     cands = vrg_candidates(base, profile, gammas, **bounds)

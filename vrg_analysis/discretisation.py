@@ -95,6 +95,7 @@ from .optimize import (
     _KKT_TOL,
     _Objective,
     _projected_gradient_norm,
+    levels_moved,
     ratio_bounds,
     solve_start_held,
 )
@@ -558,8 +559,7 @@ class DiscretisationAwareResult:
 
     @property
     def moved(self) -> bool:
-        a0, a1 = self.initial.alpha_bar, self.optimized.alpha_bar
-        return bool(np.max(np.abs(a1 - a0) / a0) > 1e-9)
+        return levels_moved(self.initial, self.optimized)
 
     @property
     def max_ratio_move(self) -> float:

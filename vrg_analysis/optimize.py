@@ -68,6 +68,12 @@ class MLPSGDConfig:
     input_value: float = 0.5
 
 
+def levels_moved(initial: Trajectory, final: Trajectory) -> bool:
+    """Whether any level of ``final`` differs from ``initial``'s by more than 1e-9 relative."""
+    a0, a1 = initial.alpha_bar, final.alpha_bar
+    return bool(np.max(np.abs(a1 - a0) / a0) > 1e-9)
+
+
 @dataclass(frozen=True)
 class OptimizationResult:
     """Outcome of :func:`optimize_trajectory`: both trajectories and what the solver did."""
@@ -93,8 +99,7 @@ class OptimizationResult:
     @property
     def moved(self) -> bool:
         """Whether any level changed by more than 1e-9 relative (a solver can stop at once)."""
-        a0, a1 = self.initial.alpha_bar, self.optimized.alpha_bar
-        return bool(np.max(np.abs(a1 - a0) / a0) > 1e-9)
+        return levels_moved(self.initial, self.optimized)
 
     @property
     def start_level_shift(self) -> float:
