@@ -22,7 +22,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 - the usual alias
 
-__all__ = ["timestep_embedding", "MixtureMLP", "DigitsUNet", "ARCHITECTURES"]
+__all__ = [
+    "timestep_embedding",
+    "MixtureMLP",
+    "DigitsUNet",
+    "ImageUNet",
+    "ARCHITECTURES",
+]
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -150,27 +156,9 @@ class DigitsUNet(nn.Module):
         t = _check_inputs(x, t, (1, 8, 8), "DigitsUNet")
         dtype = self.conv_in.weight.dtype
         emb = self.time_mlp(timestep_embedding(t, self.ch).to(dtype))
-        if self.label_emb is not None:
-            if y is None:
-                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-            y = torch.as_tensor(y, device=x.device)
-            if y.ndim == 0:
-                y = y.expand(x.shape[0])
-            if y.shape != (x.shape[0],) or y.dtype.is_floating_point:
-                raise ValueError(
-                    f"labels y must be integers of shape [{x.shape[0]}], got {tuple(y.shape)} "
-                    f"{y.dtype}"
-                )
-            if bool(((y < 0) | (y > self.num_classes)).any()):
-                raise ValueError(
-                    f"labels must lie in 0..{self.num_classes} ({self.num_classes} = no label), "
-                    f"got {sorted(set(y.tolist()))}"
-                )
-            emb = emb + self.label_emb(y.long())
-        elif y is not None:
-            raise ValueError(
-                "this DigitsUNet is unconditional (num_classes=0) but labels were given"
-            )
+        labels = _labels(y, x, self.num_classes, "DigitsUNet")
+        if labels is not None:
+            emb = emb + self.label_emb(labels)
         h0 = self.conv_in(x.to(dtype))
         h1 = self.down1(h0, emb)
         h2 = self.down2(self.pool1(h1), emb)
@@ -182,4 +170,168 @@ class DigitsUNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h))).to(x.dtype)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"MixtureMLP": MixtureMLP, "DigitsUNet": DigitsUNet}
+def _labels(y: Tensor | None, x: Tensor, num_classes: int, name: str) -> Tensor | None:
+    """Integer labels ``[B]`` in ``0 .. num_classes`` (``num_classes`` = "no label"), or ``None``
+    for an unconditional network; ``y=None`` on a conditional network means "no label"."""
+    if num_classes == 0:
+        if y is not None:
+            raise ValueError(f"this {name} is unconditional (num_classes=0) but labels were given")
+        return None
+    if y is None:
+        return torch.full((x.shape[0],), num_classes, dtype=torch.long, device=x.device)
+    y = torch.as_tensor(y, device=x.device)
+    if y.ndim == 0:
+        y = y.expand(x.shape[0])
+    if y.shape != (x.shape[0],) or y.dtype.is_floating_point:
+        raise ValueError(
+            f"labels y must be integers of shape [{x.shape[0]}], got {tuple(y.shape)} {y.dtype}"
+        )
+    if bool(((y < 0) | (y > num_classes)).any()):
+        raise ValueError(
+            f"labels must lie in 0..{num_classes} ({num_classes} = no label), "
+            f"got {sorted(set(y.tolist()))}"
+        )
+    return y.long()
+
+
+class _Attention(nn.Module):
+    """Single-head self-attention over the pixels of a feature map (DDPM's attention block)."""
+
+    def __init__(self, c: int, groups: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(min(groups, c), c)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
+        a = F.scaled_dot_product_attention(
+            q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v.transpose(1, 2)[:, None]
+        )[:, 0]
+        return x + self.proj(a.transpose(1, 2).reshape(b, c, h, w))
+
+
+class ImageUNet(nn.Module):
+    """A DDPM-style UNet for ``[B, in_channels, S, S]`` images (``S`` divisible by
+    ``2^(len(ch_mult) - 1)``; 28 -> 14 -> 7 with the default three levels).
+
+    Level ``i`` has ``ch * ch_mult[i]`` channels and ``num_res_blocks`` residual blocks on the way
+    down, ``num_res_blocks + 1`` on the way up (each fed a skip connection, as in DDPM's UNet of Ho
+    et al. 2020); self-attention after the residual blocks of the levels in ``attn_levels`` and in
+    the middle. Time (and, with ``num_classes > 0``, class) embeddings enter every residual block.
+    Label ``num_classes`` is the "no label" token for classifier-free guidance (as
+    :class:`DigitsUNet`).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 28,
+        in_channels: int = 1,
+        ch: int = 32,
+        ch_mult: tuple[int, ...] | list[int] = (1, 2, 2),
+        num_res_blocks: int = 1,
+        attn_levels: tuple[int, ...] | list[int] = (2,),
+        emb_dim: int = 128,
+        num_classes: int = 0,
+        groups: int = 8,
+    ) -> None:
+        super().__init__()
+        mult = tuple(int(m) for m in ch_mult)
+        levels = len(mult)
+        if (
+            image_size < 1
+            or in_channels < 1
+            or ch < 1
+            or levels < 1
+            or min(mult) < 1
+            or num_res_blocks < 1
+            or emb_dim < 2
+            or num_classes < 0
+            or image_size % (2 ** (levels - 1))
+            or any(not 0 <= a < levels for a in attn_levels)
+        ):
+            raise ValueError(
+                f"invalid ImageUNet sizes: image_size={image_size}, in_channels={in_channels}, "
+                f"ch={ch}, ch_mult={mult}, num_res_blocks={num_res_blocks}, "
+                f"attn_levels={tuple(attn_levels)}, emb_dim={emb_dim}, num_classes={num_classes}"
+            )
+        self.image_size, self.in_channels, self.ch = int(image_size), int(in_channels), int(ch)
+        self.ch_mult, self.num_res_blocks = mult, int(num_res_blocks)
+        self.attn_levels = tuple(int(a) for a in attn_levels)
+        self.emb_dim, self.num_classes = int(emb_dim), int(num_classes)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        chans = [ch * m for m in mult]
+        skips = [ch]
+        c = ch
+        self.down = nn.ModuleList()
+        for i, co in enumerate(chans):
+            blocks = nn.ModuleList()
+            for _ in range(num_res_blocks):
+                blocks.append(_ResBlock(c, co, emb_dim, groups))
+                c = co
+                if i in self.attn_levels:
+                    blocks.append(_Attention(c, groups))
+                skips.append(c)
+            if i < levels - 1:
+                blocks.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                skips.append(c)
+            self.down.append(blocks)
+        self.mid = nn.ModuleList(
+            [
+                _ResBlock(c, c, emb_dim, groups),
+                _Attention(c, groups),
+                _ResBlock(c, c, emb_dim, groups),
+            ]
+        )
+        self.up = nn.ModuleList()
+        for i in reversed(range(levels)):
+            co = chans[i]
+            blocks = nn.ModuleList()
+            for _ in range(num_res_blocks + 1):
+                blocks.append(_ResBlock(c + skips.pop(), co, emb_dim, groups))
+                c = co
+                if i in self.attn_levels:
+                    blocks.append(_Attention(c, groups))
+            if i > 0:
+                blocks.append(
+                    nn.Sequential(nn.Upsample(scale_factor=2.0), nn.Conv2d(c, c, 3, padding=1))
+                )
+            self.up.append(blocks)
+        self.norm_out = nn.GroupNorm(min(groups, c), c)
+        self.conv_out = nn.Conv2d(c, in_channels, 3, padding=1)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        s = self.image_size
+        t = _check_inputs(x, t, (self.in_channels, s, s), "ImageUNet")
+        dtype = self.conv_in.weight.dtype
+        emb = self.time_mlp(timestep_embedding(t, self.ch).to(dtype))
+        labels = _labels(y, x, self.num_classes, "ImageUNet")
+        if labels is not None:
+            emb = emb + self.label_emb(labels)
+        h = self.conv_in(x.to(dtype))
+        hs = [h]
+        for blocks in self.down:
+            for block in blocks:
+                h = block(h, emb) if isinstance(block, _ResBlock) else block(h)
+                if not isinstance(block, _Attention):
+                    hs.append(h)
+        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        for blocks in self.up:
+            for block in blocks:
+                if isinstance(block, _ResBlock):
+                    h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                else:
+                    h = block(h)
+        return self.conv_out(F.silu(self.norm_out(h))).to(x.dtype)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "MixtureMLP": MixtureMLP,
+    "DigitsUNet": DigitsUNet,
+    "ImageUNet": ImageUNet,
+}
