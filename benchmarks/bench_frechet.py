@@ -59,7 +59,7 @@ def fd_sqrtm(mu1, s1, mu2, s2) -> tuple[float, float]:
 def run_case(name: str, n: int, d: int, repeat: int, seed: int) -> dict[str, Any]:
     import numpy as np
 
-    from vrg_analysis.metrics import frechet_distance
+    from vrg_analysis.evaluation.metrics import frechet_distance
 
     rng = np.random.default_rng(seed)
     s1 = _covariance(rng, n, d, 1e-2)

@@ -48,7 +48,7 @@ from _common import Timing, machine_info, set_threads, write_result
 from torch import Tensor, nn
 
 from vrg_analysis import NoiseSchedule, TorchEpsModel, profile_prediction_error
-from vrg_analysis.networks import DigitsUNet, MixtureMLP
+from vrg_analysis.models.networks import DigitsUNet, MixtureMLP
 
 log = logging.getLogger("bench_profiling")
 

@@ -86,7 +86,7 @@ class Case:
 
 def _trained(name: str) -> Callable[[int], nn.Module]:
     def build(_num_timesteps: int) -> nn.Module:
-        from vrg_analysis.training import load_trained
+        from vrg_analysis.models.checkpoints import load_trained
 
         return load_trained(name)
 

@@ -35,9 +35,10 @@ import yaml
 from _common import machine_info, set_threads, write_result
 
 from vrg_analysis import NoiseSchedule, TorchEpsModel
-from vrg_analysis.comparison import ComparisonConfig, VRGSetting, run_comparison
+from vrg_analysis.core.trajectories import baseline, time_uniform
 from vrg_analysis.samplers import get_sampler, initial_noise, sample
-from vrg_analysis.trajectories import baseline, time_uniform
+from vrg_analysis.studies.engine import ComparisonConfig, run_comparison
+from vrg_analysis.vrg.retime import VRGSetting
 
 log = logging.getLogger("gpu_study_cost")
 FAMILIES = ("ddim", "dpm_solver_2", "s_pndm", "deis_tab2")

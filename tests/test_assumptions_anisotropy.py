@@ -24,9 +24,9 @@ from vrg_analysis.assumptions import (
     participation_ratio,
     spatial_sign_sphericity_test,
 )
-from vrg_analysis.cpe import cumulative_prediction_error
-from vrg_analysis.profiling import ErrorProfile
-from vrg_analysis.trajectories import Trajectory
+from vrg_analysis.core.cpe import cumulative_prediction_error
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.core.trajectories import Trajectory
 
 LEVELS = np.array([0.1, 0.5, 0.9])
 

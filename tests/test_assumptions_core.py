@@ -35,7 +35,8 @@ from vrg_analysis.assumptions.independence import (
     step_correlation_matrix,
 )
 from vrg_analysis.assumptions.samples import errors_along_path, errors_on_data
-from vrg_analysis.testbeds import PlantedErrorModel, make_testbed
+from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.testbeds import make_testbed
 
 LEVELS = [0.1, 0.5, 0.9]
 
@@ -151,8 +152,8 @@ def test_independence_audit_on_planted_step_correlation_and_cpe_consequence():
     x = samplers.initial_noise((2000, 2), 0, dtype=torch.float64)
     traj = time_quadratic(bed.schedule, 5)
     for rho, expect in ((0.0, {"holds", "inconclusive"}), (0.4, {"violated"})):
-        model = PlantedErrorModel(bed.model, std=0.1, step_correlation=rho, seed=3)
-        sample = errors_along_path(model, bed.model, x, traj)
+        model = PlantedErrorModel(bed.oracle, std=0.1, step_correlation=rho, seed=3)
+        sample = errors_along_path(model, bed.oracle, x, traj)
         assert sample.paired and sample.errors.shape == (5, 2000, 2)
         # the recorded error is the planted one: std 0.1, AR(1) correlation rho
         np.testing.assert_allclose(np.sqrt(sample.mse()), 0.1, rtol=0.1)
@@ -171,9 +172,9 @@ def test_independence_audit_on_planted_step_correlation_and_cpe_consequence():
 
 def test_errors_on_data_match_the_planted_and_the_profiled_error():
     bed = make_testbed("mixture-2d")
-    model = PlantedErrorModel(bed.model, std=0.2, seed=1)
+    model = PlantedErrorModel(bed.oracle, std=0.2, seed=1)
     x0 = bed.train_x[:2000].double()
-    own = errors_on_data(model, x0, [0.3, 0.7], reference=bed.model)
+    own = errors_on_data(model, x0, [0.3, 0.7], reference=bed.oracle)
     np.testing.assert_allclose(own.mse(), 0.04, rtol=0.1)  # the planted variance
     full = errors_on_data(model, x0, [0.3, 0.7])  # against the true noise: + the spread
     assert np.all(full.mse() > own.mse())

@@ -20,9 +20,10 @@ from vrg_analysis.assumptions import (
     cpe_shares,
     decompose_profile,
 )
-from vrg_analysis.cpe import cumulative_prediction_error, step_coefficients
-from vrg_analysis.testbeds import PlantedErrorModel, make_testbed
-from vrg_analysis.trajectories import Trajectory, time_quadratic
+from vrg_analysis.core.cpe import cumulative_prediction_error, step_coefficients
+from vrg_analysis.core.trajectories import Trajectory, time_quadratic
+from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.testbeds import make_testbed
 
 LEVELS = np.array([0.02, 0.3, 0.8, 0.97])
 N = 20_000
@@ -39,7 +40,7 @@ def bed(one_torch_thread):
 
 @pytest.fixture(scope="module")
 def planted(bed) -> ProfileDecomposition:
-    model = PlantedErrorModel(bed.model, std=0.2, seed=5)
+    model = PlantedErrorModel(bed.oracle, std=0.2, seed=5)
     return decompose_profile(model, bed, LEVELS, n=N, generator=torch.Generator().manual_seed(1))
 
 
@@ -70,7 +71,7 @@ def test_spread_matches_the_rao_blackwellised_estimate(bed, planted):
 
 def test_exact_model_has_no_model_error(bed):
     dec = decompose_profile(
-        bed.model, bed.mixture, LEVELS, n=2000, generator=torch.Generator().manual_seed(2)
+        bed.oracle, bed.mixture, LEVELS, n=2000, generator=torch.Generator().manual_seed(2)
     )
     assert np.all(dec.model_error < 1e-20)
     np.testing.assert_allclose(dec.total, dec.spread, rtol=1e-9)
@@ -80,7 +81,7 @@ def test_exact_model_has_no_model_error(bed):
 
 def test_planted_bias_gives_exactly_its_mean_square(bed):
     bias = np.array([0.1, -0.2])
-    model = PlantedErrorModel(bed.model, bias=bias)
+    model = PlantedErrorModel(bed.oracle, bias=bias)
     dec = decompose_profile(model, bed, LEVELS, n=500, generator=torch.Generator().manual_seed(3))
     np.testing.assert_allclose(dec.model_error, np.mean(bias**2), rtol=1e-9)
     np.testing.assert_allclose(dec.model_error_se, 0.0, atol=1e-12)
@@ -88,7 +89,7 @@ def test_planted_bias_gives_exactly_its_mean_square(bed):
 
 def test_same_generator_seed_same_numbers(bed):
     a, b = (
-        decompose_profile(bed.model, bed, [0.5], n=300, generator=torch.Generator().manual_seed(4))
+        decompose_profile(bed.oracle, bed, [0.5], n=300, generator=torch.Generator().manual_seed(4))
         for _ in range(2)
     )
     np.testing.assert_array_equal(a.total, b.total)
@@ -97,7 +98,7 @@ def test_same_generator_seed_same_numbers(bed):
 def test_cpe_shares_agree_with_the_cpe_module(bed):
     traj = time_quadratic(bed.schedule, 5)
     std = 0.1
-    model = PlantedErrorModel(bed.model, std=std, seed=0)
+    model = PlantedErrorModel(bed.oracle, std=std, seed=0)
     dec = decompose_profile(
         model, bed, traj.alpha_bar, n=5000, generator=torch.Generator().manual_seed(5)
     )
@@ -131,7 +132,7 @@ def test_cpe_shares_agree_with_the_cpe_module(bed):
 def test_exact_model_cpe_is_all_spread(bed):
     traj = time_quadratic(bed.schedule, 4)
     dec = decompose_profile(
-        bed.model, bed, traj.alpha_bar, n=500, generator=torch.Generator().manual_seed(7)
+        bed.oracle, bed, traj.alpha_bar, n=500, generator=torch.Generator().manual_seed(7)
     )
     sh = cpe_shares(dec, traj)
     assert sh.spread_share == pytest.approx(1.0, abs=1e-12)
@@ -144,11 +145,11 @@ def test_validation(bed, planted):
     with pytest.raises(ValueError, match=r"trajectory level 0 \(alpha_bar = 0.1\)"):
         cpe_shares(planted, traj)
     with pytest.raises(ValueError, match=r"alpha_bar\[1\] = 1.2"):
-        decompose_profile(bed.model, bed, [0.5, 1.2], n=10)
+        decompose_profile(bed.oracle, bed, [0.5, 1.2], n=10)
     with pytest.raises(ValueError, match="n must be an integer >= 2"):
-        decompose_profile(bed.model, bed, [0.5], n=1)
+        decompose_profile(bed.oracle, bed, [0.5], n=1)
     with pytest.raises(TypeError, match="GaussianMixture"):
-        decompose_profile(bed.model, make_testbed, [0.5], n=10)
+        decompose_profile(bed.oracle, make_testbed, [0.5], n=10)
     with pytest.raises(TypeError, match="Trajectory"):
         cpe_shares(planted, [0.1, 0.6])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown part"):

@@ -22,7 +22,8 @@ from vrg_analysis.assumptions import (
     transfer_profile,
 )
 from vrg_analysis.assumptions.samples import errors_on_data
-from vrg_analysis.testbeds import PlantedErrorModel, make_testbed
+from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.testbeds import make_testbed
 
 LEVELS = np.array([0.05, 0.4, 0.9])
 
@@ -45,11 +46,11 @@ def bed(one_torch_thread):
 
 def _planted_errors(bed, std: float, n: int, seed: int) -> ErrorSample:
     """The planted model's own error (reference = eps*) on fresh training-distribution states."""
-    model = PlantedErrorModel(bed.model, std=std, seed=seed)
+    model = PlantedErrorModel(bed.oracle, std=std, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     x0, _ = bed.mixture.sample(n, gen)
     return errors_on_data(
-        model, x0, LEVELS, reference=bed.model, generator=gen, source=f"draw {seed}"
+        model, x0, LEVELS, reference=bed.oracle, generator=gen, source=f"draw {seed}"
     )
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from vrg_analysis.assumptions.target import resolve_audit_target
 from vrg_analysis.assumptions.verdicts import results_from_csv
 from vrg_analysis.audit import AUDIT_NOTEBOOKS, default_notebooks_dir, format_summary, run_audit
 from vrg_analysis.cli import main
+from vrg_analysis.testbeds import resolve_testbed
 
 pytest.importorskip("papermill")
 
@@ -42,4 +42,4 @@ def test_audit_command_names_bad_input(tmp_path, capsys):
     assert main(["audit", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "needs data" in capsys.readouterr().err
     with pytest.raises(ValueError, match="invalid device 'tpu'"):
-        resolve_audit_target("mixture-2d", device="tpu")
+        resolve_testbed("mixture-2d", device="tpu")

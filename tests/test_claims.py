@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from vrg_analysis.claims import CLAIMS, Finding, read_findings, verdict_from_counts, write_findings
+from vrg_analysis.studies.claims import (
+    CLAIMS,
+    Finding,
+    read_findings,
+    verdict_from_counts,
+    write_findings,
+)
 
 
 def _finding(chapter: str = "quality_vs_steps", **kw: object) -> Finding:

@@ -9,24 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from vrg_analysis.comparison import (
-    PUBLISHED_VRG,
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.studies.engine import (
     ArmResult,
     ComparisonConfig,
     ComparisonResult,
-    VRGSetting,
     paired_comparison,
     run_comparison,
     win_tie_loss,
 )
-from vrg_analysis.profiling import ErrorProfile
+from vrg_analysis.vrg.retime import PUBLISHED_VRG, VRGSetting
 
 SETTING = VRGSetting(0.1, 100.0)
 
 
 def _arm(variant: str, seed: int, feats: np.ndarray, score: np.ndarray) -> ArmResult:
     mean, cov = np.zeros(2), np.eye(2)
-    from vrg_analysis.metrics import frechet_distance, gaussian_moments
+    from vrg_analysis.evaluation.metrics import frechet_distance, gaussian_moments
 
     m, c = gaussian_moments(feats)
     return ArmResult(
@@ -240,8 +239,8 @@ def test_checkpoint_configuration_errors(tmp_path) -> None:
 
 
 def test_reference_frechet_agrees_with_the_library_distance() -> None:
-    from vrg_analysis.comparison import _FrechetToReference
-    from vrg_analysis.metrics import frechet_distance, gaussian_moments
+    from vrg_analysis.evaluation.metrics import frechet_distance, gaussian_moments
+    from vrg_analysis.studies.engine import _FrechetToReference
 
     rng = np.random.default_rng(3)
     ref = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))

@@ -17,7 +17,7 @@ from vrg_analysis import (
     read_official_profile,
     read_official_trajectory,
 )
-from vrg_analysis.schedules import sigma_from_alpha_bar
+from vrg_analysis.core.schedules import sigma_from_alpha_bar
 
 ROWS = np.asarray(CIFAR10_PROFILE_ROWS)
 EXCERPT = ErrorProfile(alpha_bar=ROWS[:, 1], mse=ROWS[:, 2], timesteps=ROWS[:, 0])

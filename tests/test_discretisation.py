@@ -14,8 +14,11 @@ import torch
 from analytic import smooth_profile
 
 from vrg_analysis import NoiseSchedule, Trajectory, baseline
-from vrg_analysis.cpe import cumulative_prediction_error
-from vrg_analysis.discretisation import (
+from vrg_analysis.core.cpe import cumulative_prediction_error
+from vrg_analysis.core.schedules import alpha_bar_from_lambda, lambda_from_alpha_bar
+from vrg_analysis.samplers import initial_noise
+from vrg_analysis.testbeds import make_testbed
+from vrg_analysis.vrg.discretisation import (
     MIN_SPLIT_FRACTION,
     LocalErrorModel,
     exact_local_error,
@@ -28,9 +31,6 @@ from vrg_analysis.discretisation import (
     step_centroid,
     step_scale,
 )
-from vrg_analysis.samplers import initial_noise
-from vrg_analysis.schedules import alpha_bar_from_lambda, lambda_from_alpha_bar
-from vrg_analysis.testbeds import make_testbed
 
 SCHED = NoiseSchedule.linear()
 
@@ -123,7 +123,7 @@ def test_a_split_beyond_the_schedule_is_moved_inside_it():
 def test_probe_matches_the_true_local_error_on_the_exact_testbed(mixture):
     traj = baseline("logsnr_uniform", mixture.schedule, 10)
     x = initial_noise((32, 2), 3, dtype=torch.float64)
-    pr = probe_local_error(mixture.model, x, traj)
+    pr = probe_local_error(mixture.oracle, x, traj)
     levels = [*traj.alpha_bar, 1.0]
     true = np.array(
         [
@@ -154,7 +154,7 @@ def test_the_step_model_is_exact_for_eps_linear_in_lambda():
 
 def test_the_fitted_model_reproduces_its_own_probe(mixture):
     traj = baseline("time_uniform", mixture.schedule, 8)
-    pr = probe_local_error(mixture.model, initial_noise((8, 2), 5, dtype=torch.float64), traj)
+    pr = probe_local_error(mixture.oracle, initial_noise((8, 2), 5, dtype=torch.float64), traj)
     lm = fit_local_error_model(pr)
     np.testing.assert_allclose(lm.step_errors(traj), pr.local_error, rtol=1e-9)
     assert lm.model_calls == pr.model_calls
@@ -189,7 +189,7 @@ def test_propagation_factor_shrinks_with_noise_and_is_one_at_the_data():
 def exact_local(mixture):
     traj = baseline("time_uniform", mixture.schedule, 6)
     x = initial_noise((16, 2), 11, dtype=torch.float64)
-    return traj, fit_local_error_model(probe_local_error(mixture.model, x, traj))
+    return traj, fit_local_error_model(probe_local_error(mixture.oracle, x, traj))
 
 
 def test_objective_terms_add_cpe_and_d(exact_local):

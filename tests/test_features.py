@@ -14,10 +14,9 @@ import torch
 from scipy.linalg import sqrtm
 
 from vrg_analysis.data import load_digits_split
-from vrg_analysis.features import (
+from vrg_analysis.evaluation.features import (
     DEFAULT_MODEL_DIR,
     DEFAULT_REFERENCE_DIR,
-    ClassifierConfig,
     DigitsClassifier,
     ReferenceStatistics,
     TorchmetricsFeatureWrapper,
@@ -28,10 +27,10 @@ from vrg_analysis.features import (
     inception_fid,
     load_digits_classifier,
     reference_statistics,
-    train_digits_classifier,
 )
+from vrg_analysis.evaluation.metrics import frechet_distance, gaussian_moments
 from vrg_analysis.io import sha256_file
-from vrg_analysis.metrics import frechet_distance, gaussian_moments
+from vrg_analysis.training.classifier import ClassifierConfig, train_digits_classifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

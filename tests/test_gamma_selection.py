@@ -8,7 +8,10 @@ import torch
 from analytic import smooth_profile
 
 from vrg_analysis import NoiseSchedule, baseline, optimize_trajectory
-from vrg_analysis.gamma_selection import (
+from vrg_analysis.core.schedules import lambda_from_alpha_bar
+from vrg_analysis.samplers import initial_noise, sample_ddim
+from vrg_analysis.testbeds import make_testbed
+from vrg_analysis.vrg.gamma_selection import (
     DEFAULT_GAMMAS,
     endpoint_deviation,
     fine_reference,
@@ -16,9 +19,6 @@ from vrg_analysis.gamma_selection import (
     select_gamma,
     vrg_candidates,
 )
-from vrg_analysis.samplers import initial_noise, sample_ddim
-from vrg_analysis.schedules import lambda_from_alpha_bar
-from vrg_analysis.testbeds import make_testbed
 
 SCHED = NoiseSchedule.linear()
 
@@ -57,11 +57,11 @@ def test_fine_reference_trajectory_is_uniform_in_lambda():
 def test_scores_are_the_mean_deviation_from_the_fine_solve(setup):
     bed, base, profile, gammas, bounds, cands, x_val = setup
     sel = select_gamma(
-        base, profile, bed.model, x_val, gammas=gammas, candidates=cands, reference_steps=60
+        base, profile, bed.oracle, x_val, gammas=gammas, candidates=cands, reference_steps=60
     )
-    ref = fine_reference(bed.model, x_val, float(base.alpha_bar[0]), steps=60)
+    ref = fine_reference(bed.oracle, x_val, float(base.alpha_bar[0]), steps=60)
     for g, traj, score in zip(sel.gammas, sel.trajectories, sel.scores, strict=True):
-        dev = endpoint_deviation(sample_ddim(bed.model, x_val, traj), ref)
+        dev = endpoint_deviation(sample_ddim(bed.oracle, x_val, traj), ref)
         assert score == pytest.approx(dev.mean(), rel=1e-12), g
     assert sel.chosen_index == int(np.argmin(sel.scores))
     assert sel.trajectory is sel.trajectories[sel.chosen_index]
@@ -76,11 +76,11 @@ def test_scores_are_the_mean_deviation_from_the_fine_solve(setup):
 def test_ties_go_to_the_smaller_gamma(setup):
     bed, base, profile, _, _, cands, x_val = setup
     # one trajectory at two gammas, scored against its own samples: both score 0 and tie
-    ref = sample_ddim(bed.model, x_val, cands[2])
+    ref = sample_ddim(bed.oracle, x_val, cands[2])
     sel = select_gamma(
         base,
         profile,
-        bed.model,
+        bed.oracle,
         x_val,
         gammas=(0.3, 0.1, 0.0),  # sorted inside: candidates are given for 0.0, 0.1, 0.3
         candidates=(cands[0], cands[2], cands[2]),
@@ -95,14 +95,14 @@ def test_given_references_cost_no_calls_and_are_checked(setup):
     bed, base, profile, gammas, _, cands, x_val = setup
     ref = torch.zeros_like(x_val)
     sel = select_gamma(
-        base, profile, bed.model, x_val, gammas=gammas, candidates=cands, references=ref
+        base, profile, bed.oracle, x_val, gammas=gammas, candidates=cands, references=ref
     )
     assert sel.reference_calls == 0
-    x = sample_ddim(bed.model, x_val, cands[0])
+    x = sample_ddim(bed.oracle, x_val, cands[0])
     assert sel.scores[0] == pytest.approx(float(x.pow(2).mean()), rel=1e-12)
     with pytest.raises(ValueError, match="references"):
         select_gamma(
-            base, profile, bed.model, x_val, gammas=gammas, candidates=cands, references=ref[:3]
+            base, profile, bed.oracle, x_val, gammas=gammas, candidates=cands, references=ref[:3]
         )
 
 
@@ -112,7 +112,7 @@ def test_before_run_is_called_before_every_run(setup):
     select_gamma(
         base,
         profile,
-        bed.model,
+        bed.oracle,
         x_val,
         gammas=gammas,
         candidates=cands,
@@ -135,15 +135,15 @@ def test_before_run_is_called_before_every_run(setup):
 def test_bad_gammas_are_refused(setup, gammas, match):
     bed, base, profile, _, _, _, x_val = setup
     with pytest.raises(ValueError, match=match):
-        select_gamma(base, profile, bed.model, x_val, gammas=gammas)
+        select_gamma(base, profile, bed.oracle, x_val, gammas=gammas)
 
 
 def test_other_bad_inputs(setup):
     bed, base, profile, gammas, _, cands, x_val = setup
     with pytest.raises(ValueError, match="candidates"):
-        select_gamma(base, profile, bed.model, x_val, gammas=gammas, candidates=cands[:2])
+        select_gamma(base, profile, bed.oracle, x_val, gammas=gammas, candidates=cands[:2])
     with pytest.raises(ValueError, match="x_val"):
-        select_gamma(base, profile, bed.model, x_val[:1], gammas=gammas, candidates=cands)
+        select_gamma(base, profile, bed.oracle, x_val[:1], gammas=gammas, candidates=cands)
     with pytest.raises(ValueError, match="differ in shape"):
         endpoint_deviation(x_val, x_val[:3])
     assert DEFAULT_GAMMAS[0] == 0.0 and 0.01 in DEFAULT_GAMMAS

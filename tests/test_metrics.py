@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.linalg import sqrtm
 
-from vrg_analysis.metrics import (
+from vrg_analysis.evaluation.metrics import (
     MixtureReference,
     frechet_distance,
     frechet_distance_from_samples,
@@ -18,7 +18,7 @@ from vrg_analysis.metrics import (
     mixture_reference,
     mixture_sample_quality,
 )
-from vrg_analysis.testbeds import GaussianMixture
+from vrg_analysis.models.analytic import GaussianMixture
 
 K_SE = 4.0
 

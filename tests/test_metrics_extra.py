@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vrg_analysis.metrics import ModeCoverage, mode_coverage, sliced_wasserstein
-from vrg_analysis.testbeds import GaussianMixture
+from vrg_analysis.evaluation.metrics import ModeCoverage, mode_coverage, sliced_wasserstein
+from vrg_analysis.models.analytic import GaussianMixture
 
 
 def _directions(seed: int, n_proj: int, d: int) -> np.ndarray:

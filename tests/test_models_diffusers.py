@@ -17,6 +17,7 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
+from vrg_analysis.core.trajectories import time_uniform  # noqa: E402
 from vrg_analysis.io import sha256_file  # noqa: E402
 from vrg_analysis.models import (  # noqa: E402
     DiffusersEpsModel,
@@ -26,7 +27,6 @@ from vrg_analysis.models import (  # noqa: E402
     schedule_from_diffusers_config,
 )
 from vrg_analysis.samplers import sample_ddim  # noqa: E402
-from vrg_analysis.trajectories import time_uniform  # noqa: E402
 
 
 def _tiny_unet() -> diffusers.UNet2DModel:

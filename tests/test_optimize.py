@@ -17,7 +17,7 @@ from vrg_analysis import (
     read_official_trajectory,
     time_quadratic,
 )
-from vrg_analysis.optimize import ratio_bounds
+from vrg_analysis.vrg.objective import ratio_bounds
 
 SCHED = NoiseSchedule.linear()
 
@@ -80,9 +80,9 @@ def test_exact_is_a_local_minimum():
     prof = _smooth_profile()
     traj = time_quadratic(SCHED, 8)
     res = optimize_trajectory(traj, prof, gamma=0.02, reg_lambda=100.0)
-    from vrg_analysis.optimize import _Objective
+    from vrg_analysis.vrg.objective import VRGObjective
 
-    obj = _Objective(prof, float(traj.alpha_bar[0]), 100.0)
+    obj = VRGObjective(prof, float(traj.alpha_bar[0]), 100.0)
     r_opt, _, _ = ratio_bounds(res.optimized, 0.02)
     _, lo, hi = ratio_bounds(traj, 0.02)
     f_opt, _ = obj.numpy_value_and_grad(r_opt)
@@ -142,13 +142,13 @@ def test_result_serialises():
 
 def test_torch_objective_agrees_with_the_numpy_cpe():
     """The optimiser's autograd objective and cumulative_prediction_error are one formula."""
-    from vrg_analysis.optimize import _Objective
+    from vrg_analysis.vrg.objective import VRGObjective
 
     prof = _smooth_profile()
     for k in (3, 10, 40):
         traj = time_quadratic(SCHED, k)
         r, _, _ = ratio_bounds(traj, 0.01)
-        cpe, reg = _Objective(prof, float(traj.alpha_bar[0]), 100.0).terms(torch.tensor(r))
+        cpe, reg = VRGObjective(prof, float(traj.alpha_bar[0]), 100.0).terms(torch.tensor(r))
         assert float(cpe) == pytest.approx(cumulative_prediction_error(traj, prof), rel=1e-12)
         assert float(reg) == pytest.approx(0.0, abs=1e-20)
 
@@ -178,7 +178,7 @@ def test_alpha_bar_min_holds_the_noisiest_level_inside_the_schedule():
 def test_global_optimum_is_the_brute_force_minimum_and_beats_every_feasible_trajectory():
     import itertools
 
-    from vrg_analysis.optimize import global_optimum
+    from vrg_analysis.vrg.global_optimum import global_optimum
 
     profile = _smooth_profile()
     grid = np.geomspace(2e-3, 0.95, 12)
@@ -217,7 +217,7 @@ def test_penalty_optimum_is_never_worse_than_holding_the_start_level(one_torch_t
     timestep) a local solver stopped above it and still reported convergence: the planted
     mixture-2d profile below, time_quadratic K = 10, gave CPE unchanged under the penalty while
     holding the start level gained about 1%."""
-    from vrg_analysis.studies import ExactStudyConfig, profile_planted_testbed
+    from vrg_analysis.studies.exact_testbed import ExactStudyConfig, profile_planted_testbed
 
     pp = profile_planted_testbed(
         ExactStudyConfig(planted_size=0.2, n_train=512, profile_stride=1, seed=0)
@@ -233,7 +233,7 @@ def test_penalty_optimum_is_never_worse_than_holding_the_start_level(one_torch_t
 
 
 def test_global_optimum_default_grid_skips_a_safeguard_row_at_zero():
-    from vrg_analysis.optimize import global_optimum
+    from vrg_analysis.vrg.global_optimum import global_optimum
 
     a = np.r_[0.0, np.geomspace(1e-4, 0.999, 50)]  # the official files' row at alpha_bar = 0
     profile = ErrorProfile(alpha_bar=a, mse=0.1 + a)

@@ -151,7 +151,7 @@ class _ShortBlocks:
     """A reservoir whose acceptance blocks run out early, to exercise the follow-up blocks."""
 
     def __new__(cls, *args):
-        from vrg_analysis.profiling import _Reservoir
+        from vrg_analysis.profiling.algorithm1 import _Reservoir
 
         class Short(_Reservoir):
             block_factor, block_extra = 0.1, 1
@@ -171,7 +171,7 @@ def test_reservoir_is_a_uniform_sample_of_the_stream(levels, short_blocks):
     uneven chunks, several levels per call, and blocks of draws that run out mid-chunk."""
     from scipy.stats import chisquare
 
-    from vrg_analysis.profiling import _Reservoir
+    from vrg_analysis.profiling.algorithm1 import _Reservoir
 
     n, k, reps = 600, 30, 200
     hits = np.zeros(n)

@@ -16,8 +16,8 @@ import torch
 from analytic import GaussianOracle
 
 from vrg_analysis import NoiseSchedule, TorchEpsModel, Trajectory, karras, samplers, time_quadratic
+from vrg_analysis.models.analytic import GaussianMixture, OptimalEpsModel
 from vrg_analysis.samplers import StepRecord
-from vrg_analysis.testbeds import GaussianMixture, OptimalEpsModel
 
 SCHEDULE = NoiseSchedule.linear()
 MIXTURE = GaussianMixture.ring_2d()

@@ -29,7 +29,8 @@ import pytest
 import torch
 
 from vrg_analysis import Trajectory, samplers
-from vrg_analysis.testbeds import make_testbed, reference_ode_endpoint
+from vrg_analysis.models.analytic import reference_ode_endpoint
+from vrg_analysis.testbeds import make_testbed
 
 A_START, A_END = 0.05, 0.9
 KS = (10, 19, 37, 73)
@@ -81,7 +82,7 @@ def test_order_of_convergence(problem, name: str, kind: str) -> None:
     errs = []
     for k in KS:
         records: list[samplers.StepRecord] = []
-        spec(bed.model, x_T, _grid(bed, k, kind), callback=records.append)
+        spec(bed.oracle, x_T, _grid(bed, k, kind), callback=records.append)
         errs.append(float((records[-1].x - ref).pow(2).mean().sqrt()))
     slope = float(np.polyfit(np.log(KS), np.log(errs), 1)[0])
     lo, hi = BANDS[name]
@@ -94,7 +95,7 @@ def test_ddpm_converges_in_distribution_not_pathwise(problem) -> None:
     bed, x_T, ref = problem  # noqa: N806
     records: list[samplers.StepRecord] = []
     samplers.get_sampler("ddpm")(
-        bed.model,
+        bed.oracle,
         x_T,
         _grid(bed, 73, "lambda"),
         generator=samplers.sample_generators(0, 64),

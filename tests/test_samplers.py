@@ -236,7 +236,8 @@ def test_stochastic_ddim_adds_noise_of_the_stated_size():
 
 # --------------------------------------------------------------------------- conditioning
 def test_class_labels_pass_through_as_the_guided_model_does():
-    from vrg_analysis.training import GuidedEpsModel, load_trained
+    from vrg_analysis.models.checkpoints import load_trained
+    from vrg_analysis.models.guidance import GuidedEpsModel
 
     net = load_trained("digits-unet-cond")
     labels = torch.tensor([0, 3, 7])

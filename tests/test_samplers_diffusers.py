@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from vrg_analysis import NoiseSchedule, Trajectory, samplers
-from vrg_analysis.testbeds import GaussianMixture, OptimalEpsModel
+from vrg_analysis.models.analytic import GaussianMixture, OptimalEpsModel
 
 diffusers = pytest.importorskip("diffusers")
 # diffusers' own numpy-on-tensor calls and its "dpmsolver" deprecation notice

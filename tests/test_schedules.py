@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vrg_analysis import NoiseSchedule
-from vrg_analysis.schedules import (
+from vrg_analysis.core.schedules import (
     alpha_bar_from_lambda,
     alpha_bar_from_sigma,
     lambda_from_alpha_bar,

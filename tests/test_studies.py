@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vrg_analysis import NoiseSchedule, baseline, optimize_trajectory
-from vrg_analysis.studies import (
+from vrg_analysis.studies.exact_testbed import (
     ExactStudyConfig,
     profile_planted_testbed,
     run_exact_testbed_study,

@@ -15,21 +15,19 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from vrg_analysis.metrics import mixture_reference, mixture_sample_quality
+from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.core.trajectories import logsnr_uniform
+from vrg_analysis.evaluation.metrics import mixture_reference, mixture_sample_quality
 from vrg_analysis.models import EpsModel
-from vrg_analysis.profiling import profile_prediction_error
-from vrg_analysis.samplers import sample_ddim
-from vrg_analysis.schedules import NoiseSchedule
-from vrg_analysis.testbeds import (
-    TESTBEDS,
+from vrg_analysis.models.analytic import (
     GaussianMixture,
-    MixtureTestbed,
     OptimalEpsModel,
     PlantedErrorModel,
-    make_testbed,
     reference_ode_endpoint,
 )
-from vrg_analysis.trajectories import logsnr_uniform
+from vrg_analysis.profiling import profile_prediction_error
+from vrg_analysis.samplers import sample_ddim
+from vrg_analysis.testbeds import MIXTURES, MixtureTestbed, make_testbed
 
 K_SE = 4.0  # tolerance of statistical assertions, in standard errors
 
@@ -378,7 +376,7 @@ def test_ddim_converges_to_reference_at_first_order(ring: GaussianMixture) -> No
     for k in (25, 50, 100, 200):
         traj = logsnr_uniform(bed.schedule, k)
         assert traj.alpha_bar[0] == pytest.approx(a_t, rel=1e-12)
-        errs.append(float((sample_ddim(bed.model, x_t, traj) - ref).norm(dim=1).mean()))
+        errs.append(float((sample_ddim(bed.oracle, x_t, traj) - ref).norm(dim=1).mean()))
     ratios = np.array(errs[:-1]) / np.array(errs[1:])
     # Euler in sigma (DDIM) is first order: halving the step roughly halves the error
     assert np.all((ratios > 1.7) & (ratios < 2.3)), (errs, ratios)
@@ -409,12 +407,12 @@ def test_ddim_with_optimal_eps_reproduces_mixture(name: str) -> None:
     bed = make_testbed(name)
     ref = mixture_reference(bed.mixture, 100_000, _gen(18))
     x_t = torch.randn(3000, bed.dim, generator=_gen(19), dtype=torch.float64)
-    samples = sample_ddim(bed.model, x_t, logsnr_uniform(bed.schedule, 200))
+    samples = sample_ddim(bed.oracle, x_t, logsnr_uniform(bed.schedule, 200))
     q = mixture_sample_quality(samples, bed.mixture, reference=ref)
     assert abs(q.gap_z) < K_SE, q.summary()
     assert q.mode_chi2_pvalue > 1e-3 and q.mode_tv < 0.05, q.summary()
     # negative control: the same check rejects a coarse sampler (K = 10)
-    coarse = sample_ddim(bed.model, x_t, logsnr_uniform(bed.schedule, 10))
+    coarse = sample_ddim(bed.oracle, x_t, logsnr_uniform(bed.schedule, 10))
     qc = mixture_sample_quality(coarse, bed.mixture, reference=ref)
     assert abs(qc.gap_z) > K_SE, qc.summary()
 
@@ -429,11 +427,11 @@ def test_reference_ode_from_prior_reproduces_ring() -> None:
 
 # ===================================================================== registry
 def test_registry() -> None:
-    assert set(TESTBEDS) == {"mixture-2d", "mixture-8d"}
-    for name in TESTBEDS:
+    assert set(MIXTURES) == {"mixture-2d", "mixture-8d"}
+    for name in MIXTURES:
         bed = make_testbed(name)
         assert isinstance(bed, MixtureTestbed) and bed.name == name
-        assert isinstance(bed.model, EpsModel) and bed.model.schedule is bed.schedule
+        assert isinstance(bed.oracle, EpsModel) and bed.oracle.schedule is bed.schedule
         assert bed.schedule.name == "linear"
     assert make_testbed("mixture-8d").dim == 8 and make_testbed("mixture-2d").dim == 2
     a = make_testbed("mixture-8d", seed=1).mixture.means
@@ -456,7 +454,7 @@ def test_random_mixture_properties() -> None:
 
 
 def test_empirical_optimal_predictor_matches_brute_force_and_conditions_on_labels():
-    from vrg_analysis.testbeds import EmpiricalOptimalEpsModel
+    from vrg_analysis.models.analytic import EmpiricalOptimalEpsModel
 
     sched = NoiseSchedule.linear()
     g = torch.Generator().manual_seed(0)
@@ -482,7 +480,7 @@ def test_empirical_optimal_predictor_matches_brute_force_and_conditions_on_label
 
 
 def test_empirical_optimal_predictor_refuses_unknown_labels_and_keywords():
-    from vrg_analysis.testbeds import EmpiricalOptimalEpsModel
+    from vrg_analysis.models.analytic import EmpiricalOptimalEpsModel
 
     sched = NoiseSchedule.linear()
     pts = torch.randn(4, 2, dtype=torch.float64)

@@ -10,16 +10,11 @@ import pytest
 import torch
 
 from vrg_analysis.cli import main
-from vrg_analysis.networks import DigitsUNet, MixtureMLP
-from vrg_analysis.testbeds import DigitsTestbed, MixtureTestbed, known_testbeds, make_testbed
-from vrg_analysis.training import (
-    MODELS_DIR,
-    RECIPES,
-    GuidedEpsModel,
-    load_card,
-    load_trained,
-    train,
-)
+from vrg_analysis.models.checkpoints import MODELS_DIR, load_card, load_trained, shipped_checkpoints
+from vrg_analysis.models.guidance import GuidedEpsModel
+from vrg_analysis.models.networks import DigitsUNet, MixtureMLP
+from vrg_analysis.testbeds import ImageTestbed, MixtureTestbed, known_testbeds, make_testbed
+from vrg_analysis.training import RECIPES, train
 
 CARD_FIELDS = {
     "name",
@@ -103,8 +98,14 @@ def test_unknown_names_list_the_known_ones(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError, match="no-such-model") as exc:
             call()
-        for known in RECIPES:
-            assert known in str(exc.value)
+    for known in RECIPES:  # train names every recipe
+        with pytest.raises(ValueError, match="known models") as exc:
+            train("no-such-model", tmp_path)
+        assert known in str(exc.value)
+    with pytest.raises(ValueError, match="no-such-model") as exc:
+        load_trained("no-such-model")  # the shipped folder: the message lists what ships
+    for shipped in ("digits-unet", "mixture-2d-mlp"):
+        assert shipped in str(exc.value)
     with pytest.raises(ValueError, match="unknown testbed 'nope'") as exc:
         make_testbed("nope")
     for known in ("mixture-2d", "mixture-8d", "digits", "digits-cond"):
@@ -246,7 +247,17 @@ def test_cli_train_reproduces_library(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 # ----------------------------------------------------------------- shipped checkpoints
-@pytest.mark.parametrize("name", sorted(RECIPES))
+SHIPPED = [n for n in shipped_checkpoints() if n in RECIPES]
+
+
+def test_every_cpu_recipe_ships() -> None:
+    cpu = {n for n, r in RECIPES.items() if r.device == "cpu" and not n.startswith("fashion")}
+    assert cpu <= set(SHIPPED), (
+        f"recipes without a shipped checkpoint: {sorted(cpu - set(SHIPPED))}"
+    )
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_checkpoint_loads_and_matches_recipe(name: str) -> None:
     net = load_trained(name)  # verifies the sha256 against the card
     card = net.card
@@ -255,8 +266,9 @@ def test_shipped_checkpoint_loads_and_matches_recipe(name: str) -> None:
     trained = dict(card["training"])
     assert trained.pop("steps") == RECIPES[name].steps  # shipped with the recipe's full budget
     assert trained == json.loads(json.dumps(recipe))
-    assert (MODELS_DIR / f"{name}.pt").stat().st_size < 2_000_000
-    shape = (5, net.dim) if isinstance(net, MixtureMLP) else (5, 1, 8, 8)
+    assert (MODELS_DIR / f"{name}.pt").stat().st_size < 5_000_000
+    size = getattr(net, "image_size", 8)
+    shape = (5, net.dim) if isinstance(net, MixtureMLP) else (5, 1, size, size)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = net(x, torch.linspace(0.0, 999.0, 5))
@@ -265,7 +277,7 @@ def test_shipped_checkpoint_loads_and_matches_recipe(name: str) -> None:
 
 def test_digits_testbeds() -> None:
     bed = make_testbed("digits")
-    assert isinstance(bed, DigitsTestbed) and not bed.conditional
+    assert isinstance(bed, ImageTestbed) and not bed.conditional
     assert bed.train_x.shape[1:] == (1, 8, 8) and bed.held_out_x.shape[0] > 0
     with pytest.raises(ValueError, match="unconditional"):
         bed.guided(3, 2.0)
@@ -277,7 +289,7 @@ def test_digits_testbeds() -> None:
         out = guided(x, torch.full((4,), 300.0))
     assert out.shape == x.shape and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="trained on schedule"):
-        from vrg_analysis.schedules import NoiseSchedule
+        from vrg_analysis.core.schedules import NoiseSchedule
 
         make_testbed("digits", schedule=NoiseSchedule.cosine())
 
@@ -291,7 +303,7 @@ def test_trained_mixture_mlp_beats_zero_predictor_against_exact_eps() -> None:
     """
     bed = make_testbed("mixture-2d")
     assert isinstance(bed, MixtureTestbed)
-    net = bed.trained_model
+    net = bed.model
     gen = torch.Generator().manual_seed(7)
     x0 = bed.held_out_x[:2000].to(torch.float64)
     t_mid = float(bed.schedule.t_from_alpha_bar(0.5))
@@ -300,7 +312,7 @@ def test_trained_mixture_mlp_beats_zero_predictor_against_exact_eps() -> None:
         a = float(bed.schedule.alpha_bar(t_val))
         xt = math.sqrt(a) * x0 + math.sqrt(1 - a) * torch.randn(x0.shape, generator=gen).double()
         with torch.no_grad():
-            exact = bed.model(xt, t)
+            exact = bed.oracle(xt, t)
             trained = net(xt, t)
         err = float((trained - exact).pow(2).sum(1).mean())
         zero = float(exact.pow(2).sum(1).mean())

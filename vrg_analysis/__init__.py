@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from . import samplers  # noqa: E402
-from .cpe import cpe_terms, cumulative_prediction_error, step_coefficients  # noqa: E402
-from .models import EpsModel, TorchEpsModel  # noqa: E402
-from .optimize import MLPSGDConfig, OptimizationResult, optimize_trajectory  # noqa: E402
-from .profiling import ErrorProfile, profile_prediction_error, read_official_profile  # noqa: E402
-from .schedules import NoiseSchedule  # noqa: E402
-from .trajectories import (  # noqa: E402
+from vrg_analysis import samplers
+from vrg_analysis._version import __version__
+from vrg_analysis.core.cpe import cpe_terms, cumulative_prediction_error, step_coefficients
+from vrg_analysis.core.profile import ErrorProfile, read_official_profile
+from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.core.trajectories import (
     BASELINES,
     Trajectory,
     baseline,
@@ -21,6 +18,9 @@ from .trajectories import (  # noqa: E402
     time_quadratic,
     time_uniform,
 )
+from vrg_analysis.models import EpsModel, TorchEpsModel
+from vrg_analysis.profiling import profile_prediction_error
+from vrg_analysis.vrg.optimize import MLPSGDConfig, OptimizationResult, optimize_trajectory
 
 __all__ = [
     "__version__",

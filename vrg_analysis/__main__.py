@@ -1,5 +1,5 @@
 """``python -m vrg_analysis``: the command line of :mod:`vrg_analysis.cli`."""
 
-from .cli import main
+from vrg_analysis.cli import main
 
 raise SystemExit(main())

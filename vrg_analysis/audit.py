@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .assumptions.verdicts import AuditResult, results_from_csv, summarize, write_results
+from vrg_analysis.assumptions.verdicts import (
+    AuditResult,
+    results_from_csv,
+    summarize,
+    write_results,
+)
+from vrg_analysis.testbeds import resolve_testbed
 
 __all__ = [
     "AUDIT_NOTEBOOKS",
@@ -67,20 +73,18 @@ def run_audit(
     progress: bool = True,
 ) -> AuditRun:
     """Run the audit notebooks on ``model`` (a testbed name or a diffusers folder; see
-    :func:`~vrg_analysis.assumptions.target.resolve_audit_target`) and collect the verdicts."""
+    :func:`~vrg_analysis.testbeds.resolve_testbed`) and collect the verdicts."""
     try:
         import papermill as pm
     except ImportError as exc:  # pragma: no cover - papermill is in the book extra
         raise ValueError(
             "the audit command needs papermill: pip install 'vrg-analysis[book]'"
         ) from exc
-    from .assumptions.target import resolve_audit_target
-
     src_dir = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     missing = [n for n in notebooks if not (src_dir / f"{n}.ipynb").is_file()]
     if missing:
         raise ValueError(f"audit notebook(s) {missing} not found in {src_dir}")
-    resolve_audit_target(model, data=data, device=device)  # fail fast on a bad model/data/device
+    resolve_testbed(model, data=data, device=device)  # fail fast on a bad model/data/device
     out = Path(out_dir).resolve()
     verdict_dir, figure_dir = out / "verdicts", out / "figures"
     verdict_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .io import atomic_open, provenance, sha256_array, sha256_file
+from vrg_analysis.io import atomic_open, provenance, sha256_array, sha256_file
 
 __all__ = ["cache_dir", "cache_enabled", "artifact_key", "cached", "canonical_params"]
 

@@ -20,12 +20,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cpe import cumulative_prediction_error
-from .io import atomic_write_text
-from .optimize import METHODS, optimize_trajectory
-from .profiling import ErrorProfile, read_official_profile
-from .schedules import SCHEDULE_NAMES, NoiseSchedule
-from .trajectories import BASELINES, Trajectory, baseline, read_official_trajectory
+from vrg_analysis.audit import format_summary, run_audit
+from vrg_analysis.core.cpe import cumulative_prediction_error
+from vrg_analysis.core.profile import ErrorProfile, read_official_profile
+from vrg_analysis.core.schedules import SCHEDULE_NAMES, NoiseSchedule
+from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline, read_official_trajectory
+from vrg_analysis.io import atomic_write_text
+from vrg_analysis.models.checkpoints import MODELS_DIR
+from vrg_analysis.training import RECIPES, train
+from vrg_analysis.vrg.optimize import METHODS, optimize_trajectory
 
 __all__ = ["main", "load_profile", "load_trajectory"]
 
@@ -83,8 +86,6 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--keep-start", action="store_true")
     o.add_argument("--out", type=Path, help="write the full result as JSON")
 
-    from .training import MODELS_DIR, RECIPES
-
     tr = sub.add_parser(
         "train",
         help="train a shipped testbed model (deterministic: same seed and steps give the same "
@@ -140,8 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             cpe = cumulative_prediction_error(load_trajectory(args.trajectory), profile)
             print(f"{cpe:.6f}")
         elif args.command == "audit":
-            from .audit import format_summary, run_audit
-
             run = run_audit(
                 args.model,
                 args.out,
@@ -156,8 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{run.out_dir}"
             )
         elif args.command == "train":
-            from .training import train
-
             target = Path(args.out_dir) / f"{args.name}.pt"
             if target.exists() and not args.force:
                 raise ValueError(

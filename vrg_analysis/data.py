@@ -23,7 +23,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from .io import sha256_array
+from vrg_analysis.io import sha256_array
 
 __all__ = [
     "ImageSplit",

@@ -20,6 +20,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from vrg_analysis._version import __version__
+
 if TYPE_CHECKING:
     import torch
 
@@ -131,8 +133,6 @@ def sha256_array(arr: NDArray) -> str:
 
 def provenance() -> dict[str, str]:
     """Package and interpreter versions recorded in every artifact."""
-    from . import __version__
-
     info = {
         "vrg_analysis": __version__,
         "python": platform.python_version(),

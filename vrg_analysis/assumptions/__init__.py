@@ -11,7 +11,7 @@ blindness to it).
 
 from __future__ import annotations
 
-from .anisotropy import (
+from vrg_analysis.assumptions.anisotropy import (
     AccumulatedAnisotropy,
     ErrorSpectrum,
     accumulated_error_anisotropy,
@@ -21,12 +21,22 @@ from .anisotropy import (
     participation_ratio,
     spatial_sign_sphericity_test,
 )
-from .decomposition import CPEShares, ProfileDecomposition, cpe_shares, decompose_profile
-from .gaussianity import normality_audit, zero_mean_audit
-from .independence import independence_audit
-from .samples import ErrorSample, errors_along_path, errors_on_data
-from .transfer import TransferProfile, transfer_audit, transfer_by_class, transfer_profile
-from .verdicts import (
+from vrg_analysis.assumptions.decomposition import (
+    CPEShares,
+    ProfileDecomposition,
+    cpe_shares,
+    decompose_profile,
+)
+from vrg_analysis.assumptions.gaussianity import normality_audit, zero_mean_audit
+from vrg_analysis.assumptions.independence import independence_audit
+from vrg_analysis.assumptions.samples import ErrorSample, errors_along_path, errors_on_data
+from vrg_analysis.assumptions.transfer import (
+    TransferProfile,
+    transfer_audit,
+    transfer_by_class,
+    transfer_profile,
+)
+from vrg_analysis.assumptions.verdicts import (
     AuditResult,
     adjust_pvalues,
     results_from_csv,

@@ -55,11 +55,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from .._checks import frozen_array
-from ..cpe import step_increments
-from ..trajectories import Trajectory
-from .samples import ErrorSample, check_same_levels
-from .verdicts import AuditResult, Correction, with_adjusted
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.assumptions.samples import ErrorSample, check_same_levels
+from vrg_analysis.assumptions.verdicts import AuditResult, Correction, with_adjusted
+from vrg_analysis.core.cpe import step_increments
+from vrg_analysis.core.trajectories import Trajectory
 
 __all__ = [
     "participation_ratio",

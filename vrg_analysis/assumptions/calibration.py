@@ -29,11 +29,15 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..testbeds import PlantedErrorModel, make_testbed
-from ..trajectories import Trajectory
-from .gaussianity import NORMALITY_TESTS, mean_test, omnibus_test
-from .independence import distance_correlation_test, permutation_correlation_test
-from .samples import errors_along_path
+from vrg_analysis.assumptions.gaussianity import NORMALITY_TESTS, mean_test, omnibus_test
+from vrg_analysis.assumptions.independence import (
+    distance_correlation_test,
+    permutation_correlation_test,
+)
+from vrg_analysis.assumptions.samples import errors_along_path
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.testbeds import make_testbed
 
 __all__ = ["SCENARIOS", "AIMED", "TESTS", "CalibrationRow", "CalibrationResult", "calibrate"]
 
@@ -173,7 +177,7 @@ def calibrate(
         for start in iterator:
             m = min(chunk, replications - start)
             model = PlantedErrorModel(
-                bed.model,
+                bed.oracle,
                 std=std,
                 bias=spec.get("bias", 0.0) * std,
                 step_correlation=spec.get("step_correlation", 0.0),
@@ -183,7 +187,7 @@ def calibrate(
             # m replications of n paths in one batch: rows are i.i.d. across replications
             gen = torch.Generator().manual_seed(_stream(seed, s_i, start, 1))
             x_T = torch.randn((m * n, bed.dim), generator=gen, dtype=torch.float64)  # noqa: N806
-            e = errors_along_path(model, bed.model, x_T, traj).errors.reshape(2, m, n, bed.dim)
+            e = errors_along_path(model, bed.oracle, x_T, traj).errors.reshape(2, m, n, bed.dim)
             for r in range(m):
                 for test, p in _pvalues(
                     e[0, r], e[1, r], n_paths, permutations, sub, _stream(seed, s_i, start + r, 2)

@@ -36,12 +36,12 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from .._checks import as_float_vector, check_open_unit_interval, frozen_array
-from ..cpe import step_coefficients
-from ..models import EpsModel, checked_eps, timestep_tensors
-from ..profiling import ErrorProfile
-from ..testbeds import GaussianMixture
-from ..trajectories import Trajectory
+from vrg_analysis._checks import as_float_vector, check_open_unit_interval, frozen_array
+from vrg_analysis.core.cpe import step_coefficients
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel, checked_eps, timestep_tensors
+from vrg_analysis.models.analytic import GaussianMixture
 
 __all__ = [
     "ProfileDecomposition",

@@ -34,8 +34,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special, stats
 
-from .samples import ErrorSample
-from .verdicts import AuditResult, Correction, adjust_pvalues, with_adjusted
+from vrg_analysis.assumptions.samples import ErrorSample
+from vrg_analysis.assumptions.verdicts import AuditResult, Correction, adjust_pvalues, with_adjusted
 
 __all__ = [
     "anderson_darling_statistic",

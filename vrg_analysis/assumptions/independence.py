@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .._checks import frozen_array
-from ..cpe import step_increments
-from .samples import ErrorSample
-from .verdicts import AuditResult, Correction, with_adjusted
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.assumptions.samples import ErrorSample
+from vrg_analysis.assumptions.verdicts import AuditResult, Correction, with_adjusted
+from vrg_analysis.core.cpe import step_increments
 
 __all__ = [
     "step_correlation_matrix",

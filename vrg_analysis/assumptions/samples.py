@@ -20,10 +20,11 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from .._checks import frozen_array
-from ..models import EpsModel, checked_eps, timestep_tensors
-from ..samplers.core import StepRecord
-from ..trajectories import Trajectory
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel, checked_eps, timestep_tensors
+from vrg_analysis.samplers import get_sampler
+from vrg_analysis.samplers.core import StepRecord
 
 __all__ = ["ErrorSample", "errors_on_data", "errors_along_path", "check_same_levels"]
 
@@ -183,8 +184,6 @@ def errors_along_path(
     """Errors ``eps_hat(x_k) - reference(x_k)`` at the states ``x_k`` the sampler visits: row ``i``
     is trajectory ``i`` at every step (``paired=True``). ``reference`` is the best available
     predictor (on an analytic testbed, the exact ``eps*``)."""
-    from ..samplers import get_sampler
-
     kw = dict(model_kwargs or {})
     rows: list[np.ndarray] = []
 

@@ -9,9 +9,9 @@ profile was taken) and an ``other`` sample (where it is used).
 Which comparison means what:
 
 - **Exact testbed, model error on data vs along the path** (the fair test of VRG's use of the
-  profile). ``reference = errors_on_data(model, train_x, traj.alpha_bar, reference=bed.model)``:
+  profile). ``reference = errors_on_data(model, train_x, traj.alpha_bar, reference=bed.oracle)``:
   the model's own error ``eps_hat - eps*`` on states ``x_t`` drawn from the training-distribution
-  marginal ``p_a``; ``other = errors_along_path(model, bed.model, x_T, traj)``: the same error at
+  marginal ``p_a``; ``other = errors_along_path(model, bed.oracle, x_T, traj)``: the same error at
   the states a sampler visits. Both exclude the irreducible spread of ``eps`` given ``x_t``, so a
   ratio != 1 means the sampler's states are harder (or easier) for the model than ``p_a``
   (the sampler's own discretisation error and the model's earlier errors move the path off
@@ -57,9 +57,9 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from .._checks import frozen_array
-from .samples import ErrorSample, check_same_levels
-from .verdicts import AuditResult, Correction, Decide, with_adjusted
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.assumptions.samples import ErrorSample, check_same_levels
+from vrg_analysis.assumptions.verdicts import AuditResult, Correction, Decide, with_adjusted
 
 __all__ = [
     "TransferProfile",

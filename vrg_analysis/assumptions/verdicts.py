@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..io import atomic_write_text
+from vrg_analysis.io import atomic_write_text
 
 __all__ = [
     "Verdict",

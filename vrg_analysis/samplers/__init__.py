@@ -19,18 +19,25 @@ Modules: :mod:`.core` (records, the counted model call, the linear update), :mod
 
 from __future__ import annotations
 
-from .core import Callback, SamplingRun, StepRecord, predicted_x0
-from .ddim import ddim_coefficients, ddim_noise_std, ddim_step, sample_ddim
-from .deis import sample_deis
-from .dpm_solver import (
+from vrg_analysis.samplers.core import Callback, SamplingRun, StepRecord, predicted_x0
+from vrg_analysis.samplers.ddim import ddim_coefficients, ddim_noise_std, ddim_step, sample_ddim
+from vrg_analysis.samplers.deis import sample_deis
+from vrg_analysis.samplers.dpm_solver import (
     sample_dpm_solver,
     sample_dpm_solver_multistep,
     sample_dpm_solver_pp_2m,
     singlestep_groups,
 )
-from .noise import NoiseSource, draw_noise, initial_noise, sample_generators
-from .pndm import sample_pndm
-from .registry import SAMPLERS, SampleResult, SamplerSpec, get_sampler, known_samplers, sample
+from vrg_analysis.samplers.noise import NoiseSource, draw_noise, initial_noise, sample_generators
+from vrg_analysis.samplers.pndm import sample_pndm
+from vrg_analysis.samplers.registry import (
+    SAMPLERS,
+    SampleResult,
+    SamplerSpec,
+    get_sampler,
+    known_samplers,
+    sample,
+)
 
 __all__ = [
     "Callback",

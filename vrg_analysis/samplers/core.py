@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models import EpsModel, checked_eps, timestep_tensors
-from ..trajectories import Trajectory
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel, checked_eps, timestep_tensors
 
 __all__ = [
     "StepRecord",

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models import EpsModel
-from ..trajectories import Trajectory
-from .core import Callback, SamplingRun, linear_combination, predicted_x0
-from .noise import NoiseSource, draw_noise
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel
+from vrg_analysis.samplers.core import Callback, SamplingRun, linear_combination, predicted_x0
+from vrg_analysis.samplers.noise import NoiseSource, draw_noise
 
 __all__ = ["sample_ddim", "ddim_coefficients", "ddim_step", "ddim_noise_std"]
 

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models import EpsModel
-from ..schedules import NoiseSchedule
-from ..trajectories import Trajectory
-from .core import (
+from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel
+from vrg_analysis.samplers.core import (
     Callback,
     SamplingRun,
     linear_combination,
@@ -50,7 +50,7 @@ from .core import (
     rho_of,
     y_update_to_x,
 )
-from .noise import NoiseSource
+from vrg_analysis.samplers.noise import NoiseSource
 
 __all__ = ["Basis", "DEIS_ORDERS", "DEIS_BASES", "deis_weights", "sample_deis"]
 

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models import EpsModel
-from ..trajectories import Trajectory
-from .core import (
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel
+from vrg_analysis.samplers.core import (
     Callback,
     SamplingRun,
     linear_combination,
@@ -52,7 +52,7 @@ from .core import (
     predicted_x0,
     y_update_to_x,
 )
-from .noise import NoiseSource
+from vrg_analysis.samplers.noise import NoiseSource
 
 __all__ = [
     "Algorithm",

@@ -34,11 +34,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ..models import EpsModel
-from ..trajectories import Trajectory
-from .core import Callback, SamplingRun, linear_combination
-from .ddim import ddim_coefficients
-from .noise import NoiseSource
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel
+from vrg_analysis.samplers.core import Callback, SamplingRun, linear_combination
+from vrg_analysis.samplers.ddim import ddim_coefficients
+from vrg_analysis.samplers.noise import NoiseSource
 
 __all__ = [
     "Warmup",

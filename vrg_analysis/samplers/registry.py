@@ -19,14 +19,14 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from ..models import EpsModel
-from ..trajectories import Trajectory
-from .core import Callback, StepRecord, min_levels_for_order
-from .ddim import sample_ddim
-from .deis import sample_deis
-from .dpm_solver import sample_dpm_solver, sample_dpm_solver_multistep
-from .noise import NoiseSource
-from .pndm import PNDM_VARIANTS, pndm_extra_calls, pndm_min_levels, sample_pndm
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel
+from vrg_analysis.samplers.core import Callback, StepRecord, min_levels_for_order
+from vrg_analysis.samplers.ddim import sample_ddim
+from vrg_analysis.samplers.deis import sample_deis
+from vrg_analysis.samplers.dpm_solver import sample_dpm_solver, sample_dpm_solver_multistep
+from vrg_analysis.samplers.noise import NoiseSource
+from vrg_analysis.samplers.pndm import PNDM_VARIANTS, pndm_extra_calls, pndm_min_levels, sample_pndm
 
 __all__ = [
     "SamplerFn",

@@ -1,4 +1,4 @@
-"""Train, ship and load the small noise predictors of the trained testbeds.
+"""Train the shipped noise predictors (the testbeds' networks) deterministically.
 
 Training is DDPM's epsilon-prediction objective (Ho et al. 2020, Algorithm 1)::
 
@@ -13,9 +13,9 @@ shipped. The class-conditional recipe replaces the label by the "no label" token
 
 Each named recipe (:data:`RECIPES`) writes ``<name>.pt`` (the EMA ``state_dict``, written
 atomically) and ``<name>.json`` (its card: architecture, recipe, seed, data hash, wall time,
-final loss, torch version and the sha256 of the ``.pt``). :func:`load_trained` rebuilds the network
-from the card, loads with ``torch.load(weights_only=True)`` and refuses a file whose sha256 differs
-from the card.
+final loss, torch version and the sha256 of the ``.pt``).
+:func:`~vrg_analysis.models.checkpoints.load_trained`
+rebuilds the network from the card and refuses a file whose sha256 differs from the card.
 
 Determinism: all randomness (initial weights, mini-batches, timesteps, noise, label dropout) comes
 from ``seed``, and training runs on a fixed number of CPU threads (1 by default), so the same
@@ -40,35 +40,27 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .io import (
+from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.data import load_digits_split, load_fashion_mnist_split
+from vrg_analysis.io import (
     atomic_open,
     atomic_write_text,
-    load_verified_state_dict,
     provenance,
-    sha256_array,
     sha256_file,
 )
-from .networks import ARCHITECTURES
-from .schedules import NoiseSchedule
+from vrg_analysis.models.checkpoints import CARD_FORMAT, MODELS_DIR
+from vrg_analysis.models.networks import build_network
+from vrg_analysis.testbeds import make_testbed, mixture_split
 
 __all__ = [
-    "MODELS_DIR",
     "Recipe",
     "RECIPES",
     "TrainResult",
-    "MixtureSplit",
-    "mixture_split",
+    "resolve_recipe",
     "train",
-    "load_card",
-    "load_trained",
-    "GuidedEpsModel",
 ]
 
 log = logging.getLogger(__name__)
-
-#: The shipped checkpoints: ``data/models`` of the repository (independent of the working folder).
-MODELS_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
-CARD_FORMAT = 1
 
 
 # ===================================================================== recipes
@@ -254,38 +246,12 @@ def _recipe(name: str) -> Recipe:
 
 
 # ===================================================================== data
-@dataclass(frozen=True, eq=False)
-class MixtureSplit:
-    """Fixed training and held-out samples of a mixture testbed (float32 ``[n, d]``)."""
-
-    train_x: Tensor
-    held_out_x: Tensor
-    seed: int
-    sha256: str
-
-
-def mixture_split(
-    testbed: str = "mixture-2d", seed: int = 0, n_train: int = 20_000, n_held_out: int = 5_000
-) -> MixtureSplit:
-    """The samples a mixture MLP is trained on (and a disjoint held-out draw), given ``seed``."""
-    from .testbeds import make_testbed
-
-    bed = make_testbed(testbed)
-    gen = torch.Generator().manual_seed(int(seed))
-    x, _ = bed.mixture.sample(int(n_train) + int(n_held_out), gen)
-    x = x.to(torch.float32)
-    digest = sha256_array(x.numpy())
-    return MixtureSplit(x[:n_train].clone(), x[n_train:].clone(), int(seed), digest)
-
-
 def _training_data(
     recipe: Recipe,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None, dict[str, Any]]:
     """``(train_x, train_y, held_out_x, held_out_y, data description for the card)``; the labels
     are ``None`` for unlabelled data."""
     if recipe.data in ("digits", "fashion-mnist"):
-        from .data import load_digits_split, load_fashion_mnist_split
-
         if recipe.data == "digits":
             split = load_digits_split(recipe.data_seed)
             dataset = "sklearn.datasets.load_digits (8x8, scaled to [-1, 1])"
@@ -305,8 +271,6 @@ def _training_data(
         }
         return split.train_x, split.train_y, split.test_x, split.test_y, info
     if recipe.data.startswith("mixture"):
-        from .testbeds import make_testbed
-
         ms = mixture_split(recipe.data, recipe.data_seed, **recipe.data_kwargs)
         mix = make_testbed(recipe.data).mixture
         info = {
@@ -323,12 +287,6 @@ def _training_data(
         }
         return ms.train_x, None, ms.held_out_x, None, info
     raise ValueError(f"recipe {recipe.name!r} names unknown data {recipe.data!r}")
-
-
-def _build(architecture: str, kwargs: dict[str, Any]) -> nn.Module:
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[architecture](**kwargs)
 
 
 # ===================================================================== training
@@ -474,7 +432,7 @@ def _train(
     # 1. initial weights from the seed, without touching the global RNG state
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
-        model = _build(recipe.architecture, recipe.arch_kwargs)
+        model = build_network(recipe.architecture, recipe.arch_kwargs)
     model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -607,142 +565,3 @@ def _train(
     return TrainResult(
         recipe.name, weights_path, card_path, digest, n_steps, final_loss, held, wall
     )
-
-
-# ===================================================================== loading
-def load_card(name: str, dir: str | Path = MODELS_DIR) -> dict[str, Any]:  # noqa: A002
-    """The JSON card of checkpoint ``name`` in ``dir``."""
-    _recipe(name)
-    card_path = Path(dir) / f"{name}.json"
-    if not card_path.is_file():
-        raise FileNotFoundError(
-            f"no model card {card_path}; create it with `python -m vrg_analysis train {name} "
-            f"--out-dir {dir}`"
-        )
-    try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{card_path} is not valid JSON: {exc}") from exc
-    for key in ("architecture", "sha256", "schedule"):
-        if key not in card:
-            raise ValueError(f"{card_path} lacks the field {key!r}")
-    return card
-
-
-def load_trained(name: str, dir: str | Path = MODELS_DIR) -> nn.Module:  # noqa: A002
-    """The trained network ``name`` from ``dir`` (eval mode, float32, CPU).
-
-    The card gives the architecture; the ``.pt`` is read with ``torch.load(weights_only=True)``
-    after its sha256 is checked against the card (the bytes hashed are the bytes loaded). The module
-    gets ``schedule`` (its :class:`NoiseSchedule`) and ``card`` attributes, so it is itself an
-    :class:`~vrg_analysis.models.EpsModel` (a conditional UNet called as ``model(x, t)`` predicts
-    with the "no label" token).
-    """
-    card = load_card(name, dir)
-    weights = Path(dir) / f"{name}.pt"
-    if not weights.is_file():
-        raise FileNotFoundError(
-            f"no weights file {weights} (card found); recreate it with "
-            f"`python -m vrg_analysis train {name} --out-dir {dir}`"
-        )
-    # 1. integrity: the bytes loaded are the ones the card describes
-    state = load_verified_state_dict(weights, card["sha256"])
-    # 2. the architecture named by the card
-    arch = card["architecture"]
-    model = _build(arch["class"], dict(arch.get("kwargs", {})))
-    # 3. shapes: every tensor present and of the architecture's shape
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{weights} does not fit {arch['class']}({arch.get('kwargs', {})}): "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {wrong[:5]}"
-        )
-    model.load_state_dict(state)
-    model.eval()
-    model.schedule = NoiseSchedule.from_dict(card["schedule"])  # type: ignore[assignment]
-    model.card = card  # type: ignore[assignment]
-    return model
-
-
-# ===================================================================== guidance
-class GuidedEpsModel:
-    """Classifier-free guidance as an :class:`~vrg_analysis.models.EpsModel`.
-
-    ``eps = eps(x, t, null) + w * (eps(x, t, c) - eps(x, t, null))`` (Ho & Salimans 2022, eq. 6,
-    with their ``(1 + w)`` written as our ``w``: ``w = 0`` is unconditional, ``w = 1``
-    conditional, ``w > 1`` guided). ``label`` is one class for every sample or one per sample.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        label: int | Tensor | list[int],
-        guidance_scale: float,
-        schedule: NoiseSchedule | None = None,
-    ) -> None:
-        num_classes = int(getattr(model, "num_classes", 0))
-        if num_classes < 1:
-            raise ValueError(
-                f"{type(model).__name__} is not class-conditional (num_classes={num_classes}); "
-                "guidance needs e.g. load_trained('digits-unet-cond')"
-            )
-        w = float(guidance_scale)
-        if not math.isfinite(w):
-            raise ValueError(f"guidance_scale must be finite, got {guidance_scale!r}")
-        lab = torch.as_tensor(label)
-        if lab.dtype.is_floating_point or lab.ndim > 1:
-            raise ValueError(f"label must be an integer or a 1-D integer sequence, got {label!r}")
-        if bool(((lab < 0) | (lab >= num_classes)).any()):
-            raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {lab.tolist()!r}")
-        sched = schedule if schedule is not None else getattr(model, "schedule", None)
-        if not isinstance(sched, NoiseSchedule):
-            raise TypeError("schedule must be given (a NoiseSchedule) when the model carries none")
-        self.model = model
-        self.label = lab.long()
-        self.guidance_scale = w
-        self.num_classes = num_classes
-        self.schedule = sched
-
-    def labels_for(self, batch: int, device: torch.device | str = "cpu") -> Tensor:
-        """The ``[batch]`` conditioning labels."""
-        if self.label.ndim == 0:
-            return self.label.expand(batch).to(device)
-        if self.label.shape[0] != batch:
-            raise ValueError(f"{self.label.shape[0]} labels given for a batch of {batch} samples")
-        return self.label.to(device)
-
-    def __call__(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
-        """Guided noise prediction; ``label`` (``[batch]`` integers), when given, replaces the
-        labels fixed at construction for this call (so one model serves a batch of any classes,
-        e.g. profiling with each training row's own label)."""
-        b = x.shape[0]
-        if label is None:
-            y = self.labels_for(b, x.device)
-        else:
-            y = torch.as_tensor(label, device=x.device).long().reshape(-1)
-            if y.shape[0] != b:
-                raise ValueError(f"{y.shape[0]} labels given for a batch of {b} samples")
-            if bool(((y < 0) | (y >= self.num_classes)).any()):
-                raise ValueError(f"labels must lie in 0..{self.num_classes - 1}")
-        null = torch.full_like(y, self.num_classes)
-        w = self.guidance_scale
-        if w == 0.0:
-            return self.model(x, t, null)
-        if w == 1.0:
-            return self.model(x, t, y)
-        t = t.expand(b) if t.ndim == 0 else t
-        out = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, y]))
-        eps_u, eps_c = out[:b], out[b:]
-        return eps_u + w * (eps_c - eps_u)  # Ho & Salimans 2022, eq. 6
-
-    def __repr__(self) -> str:
-        return (
-            f"GuidedEpsModel(label={self.label.tolist()!r}, guidance_scale={self.guidance_scale})"
-        )

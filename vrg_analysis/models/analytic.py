@@ -1,4 +1,4 @@
-"""The exact testbed: Gaussian-mixture data, its optimal noise predictor and a planted-error model.
+"""Analytic models: Gaussian-mixture data, its exact noise predictor, planted errors, the exact ODE.
 
 For data ``x_0 ~ sum_i pi_i N(mu_i, S_i)`` every quantity VRG depends on is available in closed
 form (DESIGN.md, "The exact testbed"):
@@ -48,9 +48,9 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from ._checks import frozen_array
-from .models import EpsModel
-from .schedules import NoiseSchedule
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.models import EpsModel
 
 __all__ = [
     "GaussianMixture",
@@ -59,12 +59,6 @@ __all__ = [
     "EmpiricalOptimalEpsModel",
     "PlantedErrorModel",
     "reference_ode_endpoint",
-    "MixtureTestbed",
-    "DigitsTestbed",
-    "TESTBEDS",
-    "IMAGE_TESTBEDS",
-    "known_testbeds",
-    "make_testbed",
 ]
 
 log = logging.getLogger(__name__)
@@ -853,221 +847,3 @@ def reference_ode_endpoint(
         out[s : s + rows] = y_end * math.sqrt(a_end) if a_end < 1.0 else y_end
     log.debug("reference ODE: %d rows, %d right-hand-side evaluations", x.shape[0], n_eval)
     return out
-
-
-# ===================================================================== registry
-@dataclass(frozen=True, eq=False)
-class MixtureTestbed:
-    """A named exact testbed: the data distribution, its schedule and its oracle model."""
-
-    name: str
-    mixture: GaussianMixture
-    schedule: NoiseSchedule
-    model: OptimalEpsModel
-    description: str = ""
-    trained_model_name: str | None = None  # checkpoint in data/models trained on this mixture
-    models_dir: str | None = None  # where that checkpoint lives (None: the shipped data/models)
-    _cache: dict[str, Any] = field(init=False, default_factory=dict, repr=False)
-
-    @property
-    def dim(self) -> int:
-        return self.mixture.dim
-
-    @property
-    def trained_model(self) -> Any:
-        """The trained network (an :class:`EpsModel` on ``schedule``), loaded and hash-checked on
-        first access; ``ValueError`` when this testbed ships none (see ``trained_model_name``)."""
-        if self.trained_model_name is None:
-            raise ValueError(f"testbed {self.name!r} ships no trained model")
-        if "model" not in self._cache:
-            from .training import MODELS_DIR, load_trained
-
-            net = load_trained(self.trained_model_name, self.models_dir or MODELS_DIR)
-            _check_same_schedule(net.schedule, self.schedule, self.trained_model_name)
-            self._cache["model"] = net
-        return self._cache["model"]
-
-    def _split(self) -> Any:
-        if "split" not in self._cache:
-            from .training import RECIPES, mixture_split
-
-            recipe = RECIPES.get(self.trained_model_name or "")
-            if recipe is not None:
-                self._cache["split"] = mixture_split(
-                    self.name, recipe.data_seed, **recipe.data_kwargs
-                )
-            else:
-                self._cache["split"] = mixture_split(self.name)
-        return self._cache["split"]
-
-    @property
-    def train_x(self) -> Tensor:
-        """The fixed training samples ``[n, d]`` (float32) the trained model saw (seeded)."""
-        return self._split().train_x
-
-    @property
-    def held_out_x(self) -> Tensor:
-        """Held-out samples ``[n, d]`` (float32) from the same seeded draw, disjoint from
-        :attr:`train_x`."""
-        return self._split().held_out_x
-
-
-def _check_same_schedule(trained: NoiseSchedule, wanted: NoiseSchedule, name: str) -> None:
-    a, b = trained.alphas_cumprod, wanted.alphas_cumprod
-    if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=0.0):
-        raise ValueError(
-            f"model {name!r} was trained on schedule {trained!r}, not the requested {wanted!r}"
-        )
-
-
-def _mixture_2d(schedule: NoiseSchedule | None = None, seed: int = 0) -> MixtureTestbed:
-    del seed  # the ring is deterministic
-    sched = schedule or NoiseSchedule.linear()
-    mix = GaussianMixture.ring_2d()
-    return MixtureTestbed(
-        "mixture-2d",
-        mix,
-        sched,
-        OptimalEpsModel(mix, sched),
-        "8 isotropic modes (std 0.1) on a unit circle, for pictures",
-        trained_model_name="mixture-2d-mlp",
-    )
-
-
-def _mixture_8d(schedule: NoiseSchedule | None = None, seed: int = 0) -> MixtureTestbed:
-    sched = schedule or NoiseSchedule.linear()
-    mix = GaussianMixture.random(8, 8, seed)
-    return MixtureTestbed(
-        "mixture-8d",
-        mix,
-        sched,
-        OptimalEpsModel(mix, sched),
-        f"8 anisotropic modes in 8 dimensions (GaussianMixture.random seed {seed})",
-        trained_model_name="mixture-8d-mlp" if seed == 0 else None,  # trained on seed 0's mixture
-    )
-
-
-TESTBEDS: dict[str, Callable[..., MixtureTestbed]] = {
-    "mixture-2d": _mixture_2d,
-    "mixture-8d": _mixture_8d,
-}
-
-
-# ===================================================================== image testbeds
-@dataclass(frozen=True, eq=False)
-class DigitsTestbed:
-    """scikit-learn's 8x8 digits with a trained UNet noise predictor (``data/models``).
-
-    ``model`` is an :class:`EpsModel` (``model(x, t)``; for the conditional testbed this predicts
-    with the "no label" token). ``guided(label, w)`` gives the classifier-free-guided model.
-    """
-
-    name: str
-    schedule: NoiseSchedule
-    split: Any  # vrg_analysis.data.DigitsSplit
-    model: Any  # vrg_analysis.networks.DigitsUNet with .schedule and .card
-    model_name: str
-    conditional: bool
-    description: str = ""
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (1, 8, 8)
-
-    @property
-    def train_x(self) -> Tensor:
-        return self.split.train_x
-
-    @property
-    def train_y(self) -> Tensor:
-        return self.split.train_y
-
-    @property
-    def held_out_x(self) -> Tensor:
-        return self.split.test_x
-
-    @property
-    def held_out_y(self) -> Tensor:
-        return self.split.test_y
-
-    def guided(self, label: Any, guidance_scale: float) -> Any:
-        """Classifier-free guidance (:class:`~vrg_analysis.training.GuidedEpsModel`)."""
-        if not self.conditional:
-            raise ValueError(
-                f"testbed {self.name!r} is unconditional; use 'digits-cond' for guidance"
-            )
-        from .training import GuidedEpsModel
-
-        return GuidedEpsModel(self.model, label, guidance_scale, self.schedule)
-
-
-def _digits(
-    name: str, model_name: str, schedule: NoiseSchedule | None, models_dir: Any
-) -> DigitsTestbed:
-    from .data import load_digits_split
-    from .training import MODELS_DIR, RECIPES, load_trained
-
-    net = load_trained(model_name, models_dir or MODELS_DIR)
-    if schedule is not None:
-        _check_same_schedule(net.schedule, schedule, model_name)
-    recipe = RECIPES[model_name]
-    split = load_digits_split(recipe.data_seed)
-    card_hash = net.card.get("data", {}).get("split_sha256")
-    if card_hash is not None and card_hash != split.sha256:
-        raise ValueError(
-            f"model {model_name!r} was trained on a digits split with sha256 {card_hash}, but "
-            f"load_digits_split({recipe.data_seed}) gives {split.sha256}"
-        )
-    return DigitsTestbed(
-        name, net.schedule, split, net, model_name, recipe.conditional, recipe.description
-    )
-
-
-def _digits_uncond(
-    schedule: NoiseSchedule | None = None, seed: int = 0, models_dir: Any = None
-) -> DigitsTestbed:
-    del seed  # the split is the one the shipped model was trained on (its card records it)
-    return _digits("digits", "digits-unet", schedule, models_dir)
-
-
-def _digits_cond(
-    schedule: NoiseSchedule | None = None, seed: int = 0, models_dir: Any = None
-) -> DigitsTestbed:
-    del seed
-    return _digits("digits-cond", "digits-unet-cond", schedule, models_dir)
-
-
-#: Testbeds with trained image models (kept apart from the exact :data:`TESTBEDS`).
-IMAGE_TESTBEDS: dict[str, Callable[..., DigitsTestbed]] = {
-    "digits": _digits_uncond,
-    "digits-cond": _digits_cond,
-}
-
-
-def known_testbeds() -> list[str]:
-    """Every name :func:`make_testbed` accepts."""
-    return sorted([*TESTBEDS, *IMAGE_TESTBEDS])
-
-
-def make_testbed(
-    name: str,
-    *,
-    schedule: NoiseSchedule | None = None,
-    seed: int = 0,
-    models_dir: str | None = None,
-) -> Any:
-    """A testbed by name, one of :func:`known_testbeds` (schedule defaults to
-    ``NoiseSchedule.linear()`` for the mixtures and must match a trained model's otherwise;
-    ``seed`` picks the random mixture where the testbed has one; ``models_dir`` overrides where
-    trained checkpoints are read, default the shipped ``data/models``).
-
-    Returns a :class:`MixtureTestbed` (``mixture-*``) or a :class:`DigitsTestbed` (``digits*``).
-    """
-    if name in TESTBEDS:
-        bed = TESTBEDS[name](schedule=schedule, seed=seed)
-        if models_dir is not None:
-            object.__setattr__(bed, "models_dir", str(models_dir))
-        return bed
-    if name in IMAGE_TESTBEDS:
-        return IMAGE_TESTBEDS[name](schedule=schedule, seed=seed, models_dir=models_dir)
-    raise ValueError(f"unknown testbed {name!r}; known testbeds: {known_testbeds()}")

@@ -17,6 +17,7 @@ once it carries a ``schedule`` attribute (:func:`vrg_analysis.training.load_trai
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,7 @@ __all__ = [
     "DigitsUNet",
     "ImageUNet",
     "ARCHITECTURES",
+    "build_network",
 ]
 
 
@@ -335,3 +337,10 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "DigitsUNet": DigitsUNet,
     "ImageUNet": ImageUNet,
 }
+
+
+def build_network(architecture: str, kwargs: dict[str, Any]) -> nn.Module:
+    """A fresh network of class ``architecture`` (a key of :data:`ARCHITECTURES`)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](**kwargs)

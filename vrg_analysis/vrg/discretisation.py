@@ -88,22 +88,22 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from ._checks import frozen_array
-from .models import EpsModel, checked_eps, timestep_tensors
-from .optimize import (
-    _BOX_MARGIN,
-    _KKT_TOL,
-    _Objective,
-    _projected_gradient_norm,
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.core.schedules import lambda_from_alpha_bar
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel, checked_eps, timestep_tensors
+from vrg_analysis.models.analytic import GaussianMixture, reference_ode_endpoint
+from vrg_analysis.samplers import StepRecord, sample_ddim
+from vrg_analysis.vrg.objective import (
+    BOX_MARGIN,
+    KKT_TOL,
+    VRGObjective,
     levels_moved,
+    projected_gradient_norm,
     ratio_bounds,
     solve_start_held,
 )
-from .profiling import ErrorProfile
-from .samplers import StepRecord, sample_ddim
-from .schedules import lambda_from_alpha_bar
-from .testbeds import GaussianMixture, reference_ode_endpoint
-from .trajectories import Trajectory
 
 __all__ = [
     "MIN_SPLIT_FRACTION",
@@ -456,7 +456,7 @@ def _check_variance(data_variance: float | ArrayLike) -> FloatArray:
     return v
 
 
-class _JObjective(_Objective):
+class _JObjective(VRGObjective):
     """(J) as a float64 torch function of the ratios: ``terms`` returns ``(J, 0)``, so the exact
     solvers of :mod:`~vrg_analysis.optimize` minimise ``J`` unchanged. The profile's ``w`` is
     read by the parent's interpolation (as the CPE of ``optimize_trajectory``)."""
@@ -692,7 +692,7 @@ def optimize_discretisation_aware(
             f"alpha_bar_max = {alpha_bar_max!r} must lie in [a_1 = {float(r0[0])!r}, 1)"
         )
     lo = np.full_like(r0, a_k)  # a_k = prod r_j >= a_K for every k: no ratio is below a_K
-    hi = np.full_like(r0, 1.0 - _BOX_MARGIN)
+    hi = np.full_like(r0, 1.0 - BOX_MARGIN)
     hi[0] = cap
     obj = _JObjective(profile, local_model, a_k, v)
 
@@ -724,8 +724,8 @@ def optimize_discretisation_aware(
     wall = time.perf_counter() - start
     r_final = ratios(best).numpy()
     j_final = j_of(best)
-    kkt = _projected_gradient_norm(obj, r_final, lo, hi, True)
-    converged = ok and kkt <= _KKT_TOL * max(1.0, abs(j_final))
+    kkt = projected_gradient_norm(obj, r_final, lo, hi, True)
+    converged = ok and kkt <= KKT_TOL * max(1.0, abs(j_final))
     c0, d0 = (float(t) for t in obj.parts(ratios(trajectory)))
     c1, d1 = (float(t) for t in obj.parts(ratios(best)))
     result = DiscretisationAwareResult(

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from .io import atomic_write_text
+from vrg_analysis.io import atomic_write_text
 
 __all__ = [
     "Claim",

@@ -39,18 +39,23 @@ from scipy import stats
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .cache import cached
-from .cpe import cumulative_prediction_error
-from .metrics import frechet_distance, gaussian_moments
-from .optimize import optimize_trajectory
-from .profiling import ErrorProfile, profile_prediction_error
-from .samplers import get_sampler, initial_noise, sample, sample_generators
-from .schedules import NoiseSchedule
-from .trajectories import BASELINES, Trajectory, baseline, time_uniform
+from vrg_analysis.cache import cached
+from vrg_analysis.core.cpe import cumulative_prediction_error
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline, time_uniform
+from vrg_analysis.evaluation.metrics import frechet_distance, gaussian_moments
+from vrg_analysis.profiling import profile_prediction_error
+from vrg_analysis.samplers import get_sampler, initial_noise, sample, sample_generators
+from vrg_analysis.testbeds import (
+    Testbed,
+    known_testbeds,
+    make_checkpoint_testbed,
+    resolve_testbed,
+)
+from vrg_analysis.vrg.retime import PUBLISHED_VRG, VRGSetting, vrg_retime
 
 __all__ = [
-    "VRGSetting",
-    "PUBLISHED_VRG",
     "ComparisonConfig",
     "ComparisonSetup",
     "ArmResult",
@@ -59,8 +64,7 @@ __all__ = [
     "METRIC_DIRECTION",
     "setup_testbed",
     "setup_checkpoint",
-    "pixel_features",
-    "vrg_retime",
+    "setup_from_testbed",
     "run_comparison",
     "paired_comparison",
     "win_tie_loss",
@@ -80,31 +84,6 @@ METRIC_DIRECTION: dict[str, int] = {
     "log_likelihood": +1,
 }
 _SET_METRICS = ("fid", "frechet", "pixel_frechet")
-
-
-@dataclass(frozen=True)
-class VRGSetting:
-    """One VRG configuration: learning portion ``gamma`` in [0, 1) (0: the baseline unchanged)
-    and regulariser ``reg_lambda``; ``keep_start`` holds the noisiest level exactly."""
-
-    gamma: float
-    reg_lambda: float
-    keep_start: bool = False
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.gamma) and 0.0 <= self.gamma < 1.0):
-            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma!r}")
-        if not (math.isfinite(self.reg_lambda) and self.reg_lambda >= 0.0):
-            raise ValueError(f"reg_lambda must be a finite number >= 0, got {self.reg_lambda!r}")
-
-    @property
-    def label(self) -> str:
-        hold = ", start held" if self.keep_start else ""
-        return f"VRG(gamma={self.gamma:g}, lambda={self.reg_lambda:g}{hold})"
-
-
-#: The official implementation's defaults (DESIGN.md): the "VRG as published" arm.
-PUBLISHED_VRG = VRGSetting(gamma=0.01, reg_lambda=100.0)
 
 
 @dataclass(frozen=True)
@@ -171,8 +150,6 @@ class ComparisonConfig:
             raise ValueError("guidance_scale needs the class-conditional testbed 'digits-cond'")
         if self.exact_reference and not self.testbed.startswith("mixture"):
             raise ValueError("exact_reference needs an exact (mixture-*) testbed")
-        from .testbeds import known_testbeds
-
         if self.testbed not in known_testbeds():
             if not Path(self.testbed).is_dir():
                 raise ValueError(
@@ -215,26 +192,41 @@ class ComparisonSetup:
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _on_device(model: Any, device: str) -> Any:
-    """``model`` with its torch weights on ``device`` (guided models: the wrapped network)."""
-    if torch.device(device).type == "cpu":
-        return model
-    inner = getattr(model, "model", None)
-    if isinstance(inner, torch.nn.Module):
-        inner.to(device)
-    elif isinstance(model, torch.nn.Module):
-        model.to(device)
-    return model
-
-
-def pixel_features(x: Tensor, size: int = 8) -> FloatArray:
-    """Average-pooled pixels (``size`` x ``size`` per channel, flattened) of images ``[n, C, H,
-    W]``: the features of the ``pixel_frechet`` set metric, a Frechet distance in a coarse pixel
-    space for checkpoints without a domain feature extractor (not comparable with FID)."""
-    if x.ndim != 4:
-        raise ValueError(f"images must have shape [n, C, H, W], got {tuple(x.shape)}")
-    pooled = torch.nn.functional.adaptive_avg_pool2d(x.double(), min(size, x.shape[-1]))
-    return pooled.flatten(1).cpu().numpy()
+def setup_from_testbed(
+    bed: Testbed, *, guidance_scale: float | None = None, n_samples: int = 0
+) -> ComparisonSetup:
+    """The :class:`ComparisonSetup` of a testbed: its model (guided at ``guidance_scale`` with the
+    labels cycling through the classes, the same labels in every arm, when given), its training
+    rows (each with its own label for Algorithm 1 on a guided model) and its scorers."""
+    scoring = bed.scoring()
+    model: Any = bed.model
+    model_kwargs: dict[str, Tensor] = {}
+    row_kwargs: dict[str, Tensor] = {}
+    if guidance_scale is not None:
+        model = bed.guided(0, guidance_scale)  # labels come per call
+        model_kwargs = {"label": torch.arange(n_samples) % bed.num_classes}
+        train_y = bed.train_y
+        assert train_y is not None  # a conditional testbed has labels
+        row_kwargs = {"label": train_y}
+    return ComparisonSetup(
+        name=bed.name,
+        model=model,
+        schedule=bed.schedule,
+        shape=bed.sample_shape,
+        train_x=bed.train_x,
+        set_metric=scoring.set_metric,
+        set_features=scoring.set_features,
+        reference_moments=scoring.reference_moments,
+        per_sample=scoring.per_sample,
+        exact_endpoint=scoring.exact_endpoint,
+        model_kwargs=model_kwargs,
+        row_kwargs=row_kwargs,
+        fingerprint={
+            **bed.fingerprint,
+            **dict(scoring.fingerprint),
+            "guidance_scale": guidance_scale,
+        },
+    )
 
 
 def setup_checkpoint(
@@ -248,144 +240,27 @@ def setup_checkpoint(
     held_out_fraction: float = 0.25,
     seed: int = 0,
 ) -> ComparisonSetup:
-    """The :class:`ComparisonSetup` of a diffusers checkpoint folder and its data set.
-
-    The data are split (seeded) into the rows Algorithm 1 profiles and held-out rows whose
-    feature moments are the set metric's reference. ``features`` (default
-    :func:`pixel_features`) maps samples to feature vectors; pass e.g. Inception-v3 pool features
-    with ``metric="fid"`` where the weights are available locally, and ``features_id``, a name
-    that identifies that extractor and its weights in the cache key (required with ``features``).
-    """
-    from .assumptions.target import resolve_audit_target
-    from .io import sha256_array, sha256_file
-
-    if metric not in _SET_METRICS:
-        raise ValueError(f"metric must be one of {_SET_METRICS}, got {metric!r}")
-    if features is not None and not features_id:
-        raise ValueError("features needs features_id, a name of the extractor for the cache key")
-    target = resolve_audit_target(
-        str(folder), data=str(data), device=device, seed=seed, held_out_fraction=held_out_fraction
+    """The :class:`ComparisonSetup` of a diffusers checkpoint folder and its data set
+    (:func:`~vrg_analysis.testbeds.checkpoint.make_checkpoint_testbed`; pass e.g. Inception-v3
+    pool features with ``metric="fid"`` and ``features_id`` where the weights are available)."""
+    bed = make_checkpoint_testbed(
+        folder,
+        data,
+        device=device,
+        seed=seed,
+        held_out_fraction=held_out_fraction,
+        features=features,
+        features_id=features_id,
+        metric=metric,
     )
-    feats = features if features is not None else pixel_features
-    ref = feats(target.held_out_x)
-    weights = sorted(
-        p for p in Path(folder).rglob("*") if p.suffix in (".safetensors", ".bin", ".json")
-    )
-    return ComparisonSetup(
-        name=target.name,
-        model=target.model,
-        schedule=target.schedule,
-        shape=target.sample_shape,
-        train_x=target.train_x,
-        set_metric=metric,
-        set_features=feats,
-        reference_moments=gaussian_moments(ref),
-        fingerprint={
-            "files": {str(p.relative_to(folder)): sha256_file(p) for p in weights},
-            "data_sha256": sha256_array(target.train_x.numpy()),
-            "held_out_fraction": held_out_fraction,
-            "seed": seed,
-            "features": features_id or "pixel_features",
-            "metric": metric,
-        },
-    )
+    return setup_from_testbed(bed)
 
 
 def setup_testbed(config: ComparisonConfig) -> ComparisonSetup:
     """The :class:`ComparisonSetup` of ``config.testbed`` (a named testbed or a checkpoint folder,
     see :class:`ComparisonConfig`), with the model on ``config.device``."""
-    from .testbeds import known_testbeds, make_testbed
-
-    if config.testbed not in known_testbeds():
-        assert config.data is not None  # checked by ComparisonConfig
-        return setup_checkpoint(config.testbed, config.data, device=config.device)
-    bed = make_testbed(config.testbed)
-    n = config.n_samples
-    if config.testbed.startswith("digits"):
-        from .features import extract_features, load_digits_classifier, reference_statistics
-
-        ref = reference_statistics("digits")
-        extractor = load_digits_classifier()
-        model: Any = _on_device(bed.model, config.device)
-        model_kwargs: dict[str, Tensor] = {}
-        row_kwargs: dict[str, Tensor] = {}
-        if config.guidance_scale is not None:
-            model = bed.guided(0, config.guidance_scale)  # labels come per call
-            model_kwargs = {"label": torch.arange(n) % model.num_classes}
-            row_kwargs = {"label": bed.train_y}
-        return ComparisonSetup(
-            name=config.testbed,
-            model=model,
-            schedule=bed.schedule,
-            shape=bed.shape,
-            train_x=bed.train_x,
-            set_metric="fid",
-            set_features=lambda x: extract_features(x.clamp(-1.0, 1.0), extractor),
-            reference_moments=(ref.mean, ref.cov),
-            model_kwargs=model_kwargs,
-            row_kwargs=row_kwargs,
-            fingerprint={
-                "model_sha256": bed.model.card.get("sha256"),
-                "split_sha256": bed.split.sha256,
-                "classifier_sha256": ref.classifier_sha256,
-                "reference_mean": ref.mean,
-                "reference_cov": ref.cov,
-                "guidance_scale": config.guidance_scale,
-            },
-        )
-    from .testbeds import reference_ode_endpoint
-
-    mixture = bed.mixture
-    tol = 1e-6
-    return ComparisonSetup(
-        name=config.testbed,
-        model=_on_device(bed.trained_model, config.device),
-        schedule=bed.schedule,
-        shape=(bed.dim,),
-        train_x=bed.train_x,
-        set_metric="frechet",
-        set_features=lambda x: x.detach().double().cpu().numpy(),
-        reference_moments=(mixture.mean(), mixture.covariance()),
-        per_sample={"log_likelihood": lambda x: mixture.log_prob(x.double()).numpy()},
-        exact_endpoint=lambda x_t, a: reference_ode_endpoint(
-            mixture, x_t.double(), a, rtol=tol, atol=tol
-        ),
-        fingerprint={
-            "model_sha256": bed.trained_model.card.get("sha256"),
-            "mixture": mixture.to_dict(),
-        },
-    )
-
-
-# ===================================================================== trajectories
-def vrg_retime(
-    trajectory: Trajectory, profile: ErrorProfile, schedule: NoiseSchedule, setting: VRGSetting
-) -> tuple[Trajectory, dict[str, Any]]:
-    """VRG's re-timing of ``trajectory`` under ``setting``, with every level kept inside the
-    schedule's timestep range; returns the trajectory and a summary of the optimisation.
-
-    ``gamma = 0`` is an empty box: no ratio may move, so the baseline comes back unchanged (the
-    ablation's control arm); the solver, which needs gamma in (0, 1), is not called.
-    """
-    if setting.gamma == 0.0:
-        info0 = {"converged": True, "moved": False, "start_shift": 0.0, "cpe_reduction": 0.0}
-        return trajectory.renamed(f"{trajectory.name}+vrg"), info0
-    res = optimize_trajectory(
-        trajectory,
-        profile,
-        gamma=setting.gamma,
-        reg_lambda=setting.reg_lambda,
-        keep_start=setting.keep_start,
-        alpha_bar_max=float(schedule.alpha_bar_max),
-        alpha_bar_min=None if setting.keep_start else float(schedule.alpha_bar_min),
-    )
-    info = {
-        "converged": bool(res.converged),
-        "moved": bool(res.moved),
-        "start_shift": res.start_level_shift,
-        "cpe_reduction": res.cpe_reduction,
-    }
-    return res.optimized.renamed(f"{trajectory.name}+vrg"), info
+    bed = resolve_testbed(config.testbed, data=config.data, device=config.device)
+    return setup_from_testbed(bed, guidance_scale=config.guidance_scale, n_samples=config.n_samples)
 
 
 # ===================================================================== results
@@ -780,7 +655,7 @@ def win_tie_loss(
     otherwise (Holm's step-down correction over the whole table by default)."""
     from dataclasses import replace
 
-    from .assumptions.verdicts import adjust_pvalues
+    from vrg_analysis.assumptions.verdicts import adjust_pvalues
 
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")

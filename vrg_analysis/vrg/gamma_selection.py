@@ -38,13 +38,13 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from ._checks import frozen_array
-from .models import EpsModel
-from .optimize import optimize_trajectory
-from .profiling import ErrorProfile
-from .samplers import get_sampler
-from .schedules import alpha_bar_from_lambda, lambda_from_alpha_bar
-from .trajectories import Trajectory
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.core.schedules import alpha_bar_from_lambda, lambda_from_alpha_bar
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.models import EpsModel
+from vrg_analysis.samplers import get_sampler
+from vrg_analysis.vrg.optimize import optimize_trajectory
 
 __all__ = [
     "DEFAULT_GAMMAS",

@@ -25,8 +25,8 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from ._checks import frozen_array
-from .testbeds import GaussianMixture
+from vrg_analysis._checks import frozen_array
+from vrg_analysis.models.analytic import GaussianMixture
 
 __all__ = [
     "frechet_distance",

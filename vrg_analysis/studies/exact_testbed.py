@@ -35,13 +35,15 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from .cpe import cumulative_prediction_error
-from .metrics import mixture_reference, mixture_sample_quality
-from .optimize import optimize_trajectory
-from .profiling import ErrorProfile, profile_prediction_error
-from .samplers import sample_ddim
-from .testbeds import MixtureTestbed, PlantedErrorModel, make_testbed, reference_ode_endpoint
-from .trajectories import BASELINES, Trajectory, baseline
+from vrg_analysis.core.cpe import cumulative_prediction_error
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
+from vrg_analysis.evaluation.metrics import mixture_reference, mixture_sample_quality
+from vrg_analysis.models.analytic import PlantedErrorModel, reference_ode_endpoint
+from vrg_analysis.profiling import profile_prediction_error
+from vrg_analysis.samplers import sample_ddim
+from vrg_analysis.testbeds import MixtureTestbed, make_testbed
+from vrg_analysis.vrg.optimize import optimize_trajectory
 
 __all__ = [
     "ExactStudyConfig",
@@ -227,7 +229,7 @@ def profile_planted_testbed(
             data_name=cfg.testbed,
         )
 
-    spread = prof(bed.model, "eps*")
+    spread = prof(bed.oracle, "eps*")
     std: Any
     if cfg.planted_error == "relative":
 
@@ -236,7 +238,7 @@ def profile_planted_testbed(
 
     else:
         std = cfg.planted_size
-    planted = PlantedErrorModel(bed.model, std=std, seed=cfg.seed)
+    planted = PlantedErrorModel(bed.oracle, std=std, seed=cfg.seed)
     profile = prof(planted, f"planted({cfg.planted_error}, {cfg.planted_size:g})")
     model_error = ErrorProfile(
         alpha_bar=profile.alpha_bar,
@@ -304,7 +306,7 @@ def run_exact_testbed_study(
                 # 3. DDIM from the same x_T with the same planted-noise stream, and with eps*
                 planted.reset(cfg.seed)
                 x_planted = sample_ddim(planted, x_T, traj)
-                x_exact_model = sample_ddim(bed.model, x_T, traj)
+                x_exact_model = sample_ddim(bed.oracle, x_T, traj)
                 ref = reference(float(traj.alpha_bar[0]))
                 q = mixture_sample_quality(x_planted, mix, reference=mref)
                 records.append(

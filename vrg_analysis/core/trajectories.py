@@ -24,21 +24,21 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import (
+from vrg_analysis._checks import (
     as_float_vector,
     check_open_unit_interval,
     check_strictly_decreasing,
     check_strictly_increasing,
     frozen_array,
 )
-from .io import atomic_write_text
-from .schedules import (
+from vrg_analysis.core.schedules import (
     NoiseSchedule,
     alpha_bar_from_lambda,
     alpha_bar_from_sigma,
     lambda_from_alpha_bar,
     sigma_from_alpha_bar,
 )
+from vrg_analysis.io import atomic_write_text, read_official_trajectory_values
 
 __all__ = [
     "Trajectory",
@@ -287,8 +287,6 @@ def read_official_trajectory(path: str | Path, name: str | None = None) -> Traje
     The DPM-Solver files start with the value of timestep 0, which is not a sampling step and is
     dropped; the optimiser's detailed output lists steps only. See :mod:`vrg_analysis.io`.
     """
-    from .io import read_official_trajectory_values
-
     values, has_t0, linenos = read_official_trajectory_values(path)
     if has_t0:
         values, linenos = values[1:], linenos[1:]

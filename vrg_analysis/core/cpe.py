@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .profiling import ErrorProfile, Outside
-from .schedules import sigma_from_alpha_bar
-from .trajectories import Trajectory
+from vrg_analysis.core.profile import ErrorProfile, Outside
+from vrg_analysis.core.schedules import sigma_from_alpha_bar
+from vrg_analysis.core.trajectories import Trajectory
 
 __all__ = ["cumulative_prediction_error", "cpe_terms", "step_coefficients", "step_increments"]
 

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import (
+from vrg_analysis._checks import (
     as_float_vector,
     check_open_unit_interval,
     check_strictly_decreasing,

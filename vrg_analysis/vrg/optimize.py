@@ -6,7 +6,7 @@ Write a trajectory as per-step ratios from the clean end, ``r_1 = a_1``, ``r_k =
 
     L(r) = CPE(a(r)) + reg_lambda * (a_K(r) - a_K_orig)^2                              (VRG)
 
-where the penalty keeps the starting noise level (DESIGN.md). Two solvers:
+where the penalty keeps the starting noise level (:mod:`vrg_analysis.vrg.objective`). Two solvers:
 
 * ``method="exact"`` (default): L-BFGS-B on the ratios with the gamma box as bounds and the
   analytic gradient (autograd in float64). With ``keep_start=True`` the penalty is replaced by the
@@ -27,33 +27,34 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 from scipy.optimize import minimize
 from tqdm import tqdm
 
-from ._checks import as_float_vector
-from .cpe import cumulative_prediction_error
-from .profiling import ErrorProfile
-from .schedules import alpha_bar_from_lambda, lambda_from_alpha_bar, sigma_from_alpha_bar
-from .trajectories import Trajectory
+from vrg_analysis.core.cpe import cumulative_prediction_error
+from vrg_analysis.core.profile import ErrorProfile
+from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.vrg.objective import (
+    KKT_TOL,
+    VRGObjective,
+    levels_moved,
+    projected_gradient_norm,
+    ratio_bounds,
+    ratios_to_trajectory,
+    solve_start_held,
+)
 
 __all__ = [
     "OptimizationResult",
     "MLPSGDConfig",
     "optimize_trajectory",
-    "ratio_bounds",
     "METHODS",
-    "GlobalOptimum",
-    "global_optimum",
 ]
 
 log = logging.getLogger(__name__)
 Method = Literal["exact", "mlp_sgd"]
 METHODS: tuple[str, ...] = ("exact", "mlp_sgd")
 FloatArray = NDArray[np.float64]
-# Bounds are shrunk by this relative margin so that no ratio reaches 0 or 1 exactly (the paper's
-# tanh parameterisation keeps them in the open box too).
-_BOX_MARGIN = 1e-9
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,6 @@ class MLPSGDConfig:
     input_dim: int = 1000
     hidden_dim: int = 2000
     input_value: float = 0.5
-
-
-def levels_moved(initial: Trajectory, final: Trajectory) -> bool:
-    """Whether any level of ``final`` differs from ``initial``'s by more than 1e-9 relative."""
-    a0, a1 = initial.alpha_bar, final.alpha_bar
-    return bool(np.max(np.abs(a1 - a0) / a0) > 1e-9)
 
 
 @dataclass(frozen=True)
@@ -118,65 +113,6 @@ class OptimizationResult:
         d["moved"] = self.moved
         d["start_level_shift"] = self.start_level_shift
         return d
-
-
-def ratio_bounds(trajectory: Trajectory, gamma: float) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Ratios ``r`` (clean end first) and their box ``r_k -+ gamma_k``, ``gamma_k = min(gamma, r_k,
-    1 - r_k)``."""
-    a = trajectory.alpha_bar_from_clean
-    r = np.concatenate([a[:1], a[1:] / a[:-1]])
-    g = np.minimum(np.minimum(gamma, r), 1.0 - r) * (1.0 - _BOX_MARGIN)
-    return r, r - g, r + g
-
-
-class _Objective:
-    """(VRG) as a float64 torch function of the ratios, shared by both solvers."""
-
-    def __init__(self, profile: ErrorProfile, a_k_orig: float, reg_lambda: float) -> None:
-        self.xp = torch.tensor(np.array(profile.alpha_bar), dtype=torch.float64)
-        self.fp = torch.tensor(np.array(profile.mse), dtype=torch.float64)
-        self.lo, self.hi = profile.alpha_bar_range
-        self.a_k_orig = a_k_orig
-        self.reg_lambda = reg_lambda
-
-    def w(self, a: torch.Tensor) -> torch.Tensor:
-        """Linear interpolation in alpha_bar, held flat beyond the measured range.
-
-        The official implementation extends the end segments instead; on a measured profile that
-        falls towards high noise the extension reaches 0, and the optimiser then pushes the start
-        level to where the profile was never measured (seen on the exact testbed). Profiles with
-        the official safeguard row (alpha_bar 0, MSE 0) cover everything, so both agree there.
-        """
-        x = a.clamp(self.lo, self.hi)
-        idx = torch.searchsorted(self.xp, x.detach()).clamp(1, self.xp.numel() - 1)
-        x0, x1 = self.xp[idx - 1], self.xp[idx]
-        f0, f1 = self.fp[idx - 1], self.fp[idx]
-        return f0 + (f1 - f0) * (x - x0) / (x1 - x0)
-
-    def terms(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = torch.cumprod(r, dim=0)  # a_k = prod_{j<=k} r_j
-        sigma = torch.sqrt((1.0 - a) / a)
-        prev = torch.cat([sigma.new_zeros(1), sigma[:-1]])
-        cpe = torch.sum((sigma - prev) ** 2 * self.w(a))  # (CPE)
-        reg = self.reg_lambda * (a[-1] - self.a_k_orig) ** 2
-        return cpe, reg
-
-    def numpy_value_and_grad(
-        self, r: FloatArray, with_reg: bool = True
-    ) -> tuple[float, FloatArray]:
-        rt = torch.tensor(r, dtype=torch.float64, requires_grad=True)
-        cpe, reg = self.terms(rt)
-        loss = cpe + reg if with_reg else cpe
-        loss.backward()
-        assert rt.grad is not None
-        return loss.item(), rt.grad.numpy().copy()
-
-
-def _to_trajectory(r: FloatArray, name: str, a_k: float | None = None) -> Trajectory:
-    a = np.cumprod(r)
-    if a_k is not None:  # the hard constraint holds to round-off: make it exact
-        a[-1] = a_k
-    return Trajectory.from_clean_order(a, name=name)
 
 
 def _validate(
@@ -244,7 +180,7 @@ def optimize_trajectory(
             )
         hi[0] = min(hi[0], alpha_bar_max)
     a_k_orig = float(trajectory.alpha_bar[0])
-    obj = _Objective(profile, a_k_orig, 0.0 if keep_start else float(reg_lambda))
+    obj = VRGObjective(profile, a_k_orig, 0.0 if keep_start else float(reg_lambda))
     f0, _ = obj.numpy_value_and_grad(r0)
     start = time.perf_counter()
     config: dict[str, Any] = {
@@ -283,13 +219,13 @@ def optimize_trajectory(
             obj, r0, hi - r0, cfg, generator, progress
         )
     wall = time.perf_counter() - start
-    optimized = _to_trajectory(r, f"vrg({trajectory.name})", held)
+    optimized = ratios_to_trajectory(r, f"vrg({trajectory.name})", held)
     # 4. score the trajectory actually returned, and check what the solver claims
     r_final, _, _ = ratio_bounds(optimized, gamma)
     cpe_t, reg_t = obj.terms(torch.as_tensor(r_final, dtype=torch.float64))
-    kkt = _projected_gradient_norm(obj, r_final, lo, hi, held is not None)
+    kkt = projected_gradient_norm(obj, r_final, lo, hi, held is not None)
     if method == "mlp_sgd":
-        converged = kkt <= _KKT_TOL
+        converged = kkt <= KKT_TOL
         message += f"; projected gradient {kkt:.2e}"
     extrapolated = not profile.covers(optimized)
     result = OptimizationResult(
@@ -321,64 +257,8 @@ def optimize_trajectory(
     return result
 
 
-# A solution counts as converged when the gradient, projected on the box (and, with keep_start,
-# on the constraint's tangent space), is below this in the infinity norm.
-_KKT_TOL = 1e-6
-
-
-def _projected_gradient_norm(
-    obj: _Objective, r: FloatArray, lo: FloatArray, hi: FloatArray, keep_start: bool
-) -> float:
-    """Infinity norm of the projected gradient at ``r``: 0 at a first-order optimum."""
-    _, g = obj.numpy_value_and_grad(r, with_reg=not keep_start)
-    if keep_start:  # remove the component along the constraint normal d(sum log r)/dr = 1 / r
-        n = 1.0 / r
-        g = g - n * (g @ n) / (n @ n)
-    span = hi - lo
-    at_lo = r <= lo + 1e-9 * span
-    at_hi = r >= hi - 1e-9 * span
-    g = np.where(at_lo & (g > 0), 0.0, g)
-    g = np.where(at_hi & (g < 0), 0.0, g)
-    return float(np.max(np.abs(g)))
-
-
-def solve_start_held(
-    obj: _Objective,
-    r0: FloatArray,
-    lo: FloatArray,
-    hi: FloatArray,
-    a_k: float,
-    max_iterations: int = 2000,
-) -> tuple[FloatArray, int, bool, str]:
-    """SLSQP on the ratios inside ``[lo, hi]`` with the start level held exactly,
-    ``sum_k log r_k = log a_K`` (the hard form of VRG's penalty); ``obj`` without its penalty.
-
-    Returns the ratios, the iterations, whether SLSQP converged with the constraint met to 1e-9,
-    and a message.
-    """
-    log_ak = math.log(a_k)
-    constraint = {
-        "type": "eq",
-        "fun": lambda r: np.sum(np.log(r)) - log_ak,
-        "jac": lambda r: 1.0 / r,
-    }
-    res = minimize(
-        lambda r: obj.numpy_value_and_grad(r, with_reg=False),
-        np.clip(r0, lo, hi),
-        jac=True,
-        method="SLSQP",
-        bounds=list(zip(lo, hi, strict=True)),
-        constraints=[constraint],
-        options={"maxiter": int(max_iterations), "ftol": 1e-14},
-    )
-    r = np.clip(res.x, lo, hi)
-    residual = abs(float(np.sum(np.log(r))) - log_ak)
-    ok = bool(res.success) and residual < 1e-9
-    return r, int(res.nit), ok, f"SLSQP: {res.message}; start-level residual {residual:.1e}"
-
-
 def _solve_exact(
-    obj: _Objective,
+    obj: VRGObjective,
     r0: FloatArray,
     lo: FloatArray,
     hi: FloatArray,
@@ -406,8 +286,8 @@ def _solve_exact(
     # L-BFGS-B can stop on its relative-reduction test (the objective is badly scaled: the
     # noisiest ratio's gradient dwarfs the others) while reporting success: continue with SLSQP
     # unless the projected gradient is already ~0
-    kkt = _projected_gradient_norm(obj, np.clip(res.x, lo, hi), lo, hi, False)
-    if not res.success or kkt > _KKT_TOL:
+    kkt = projected_gradient_norm(obj, np.clip(res.x, lo, hi), lo, hi, False)
+    if not res.success or kkt > KKT_TOL:
         log.info("L-BFGS-B stopped (%s); continuing with SLSQP", res.message)
         first = res
         res = minimize(
@@ -426,7 +306,7 @@ def _solve_exact(
 
 
 def _solve_mlp_sgd(
-    obj: _Objective,
+    obj: VRGObjective,
     r0: FloatArray,
     portion: FloatArray,
     cfg: MLPSGDConfig,
@@ -469,88 +349,3 @@ def _solve_mlp_sgd(
             best_r = r.numpy().copy()
     # Convergence is judged by the caller from the projected gradient at the returned point.
     return best_r, cfg.epochs, False, f"{cfg.epochs} SGD epochs (lowest loss kept)"
-
-
-# --------------------------------------------------------------------------- global optimum
-@dataclass(frozen=True)
-class GlobalOptimum:
-    """The exact minimum of CPE alone over trajectories drawn from a grid of levels."""
-
-    trajectory: Trajectory
-    cpe: float
-    grid_size: int
-    start_alpha_bar: float | None  # the fixed noisiest level, or None (free)
-
-
-def global_optimum(
-    profile: ErrorProfile,
-    num_steps: int,
-    *,
-    start_alpha_bar: float | None = None,
-    grid: ArrayLike | None = None,
-    grid_size: int = 2000,
-) -> GlobalOptimum:
-    """The global minimum of (CPE) with no learning-portion box and no penalty, by dynamic
-    programming (Bellman's principle) over K levels chosen from a grid.
-
-    Index the levels from the clean end (``sigma_0 = 0 < sigma_1 < .. < sigma_K``). With
-    ``C_1(j) = sigma_j^2 w_j`` and ``C_k(j) = min_{i: sigma_i < sigma_j} C_{k-1}(i) +
-    (sigma_j - sigma_i)^2 w_j``, the optimum is ``min_j C_K(j)``, or ``C_K(start)`` when the
-    noisiest level is fixed at ``start_alpha_bar`` (added to the grid). The grid defaults to
-    ``grid_size`` levels uniform in ``lambda_`` over the profile's measured levels inside (0, 1)
-    (an official file's safeguard row at ``alpha_bar = 0`` is left out); the cost is
-    ``O(K G^2)`` in float64 numpy. Without a fixed start the optimum is degenerate (every level
-    crowds the clean end, CPE -> 0): the objective ignores discretisation error, which is why the
-    paper keeps VRG inside a box around a baseline.
-    """
-    k_steps = int(num_steps)
-    if isinstance(num_steps, bool) or k_steps != num_steps or k_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    measured = np.asarray(profile.alpha_bar, dtype=np.float64)
-    inside = measured[(measured > 0.0) & (measured < 1.0)]  # e.g. no safeguard row at 0
-    if inside.size < 2:
-        raise ValueError("the profile needs at least 2 measured levels inside (0, 1)")
-    lo, hi = float(inside.min()), float(inside.max())
-    if grid is None:
-        if isinstance(grid_size, bool) or int(grid_size) < 2:
-            raise ValueError(f"grid_size must be an integer >= 2, got {grid_size!r}")
-        lam = np.linspace(
-            float(lambda_from_alpha_bar(lo)), float(lambda_from_alpha_bar(hi)), int(grid_size)
-        )
-        levels = alpha_bar_from_lambda(lam)
-    else:
-        levels = as_float_vector(grid, "grid")
-    if start_alpha_bar is not None:
-        levels = np.append(levels, float(start_alpha_bar))
-    levels = np.unique(levels)
-    w = profile.w(levels)  # raises, naming the level, outside the measured range
-    sigma = sigma_from_alpha_bar(levels)  # increasing alpha_bar -> decreasing sigma
-    order = np.argsort(sigma)
-    sigma, w, levels = sigma[order], w[order], levels[order]
-    g = sigma.size
-    if k_steps > g:
-        raise ValueError(f"num_steps = {k_steps} exceeds the {g} grid levels")
-    cost = sigma**2 * w  # C_1
-    back = np.zeros((k_steps, g), dtype=np.int64)
-    upper = np.triu(np.ones((g, g), dtype=bool), k=1)  # i < j: sigma_i < sigma_j
-    for k in range(1, k_steps):
-        step = cost[:, None] + (sigma[None, :] - sigma[:, None]) ** 2 * w[None, :]
-        step = np.where(upper, step, np.inf)
-        back[k] = np.argmin(step, axis=0)
-        cost = step[back[k], np.arange(g)]
-    if start_alpha_bar is None:
-        end = int(np.argmin(cost))
-    else:
-        end = int(np.flatnonzero(levels == float(start_alpha_bar))[0])
-    if not np.isfinite(cost[end]):
-        raise ValueError(f"no {k_steps}-level trajectory on this grid ends at the start level")
-    path = [end]
-    for k in range(k_steps - 1, 0, -1):
-        path.append(int(back[k][path[-1]]))
-    chosen = levels[path]  # noisiest first: sampling order
-    return GlobalOptimum(
-        trajectory=Trajectory(chosen, name=f"global_optimum(K={k_steps})"),
-        cpe=float(cost[end]),
-        grid_size=g,
-        start_alpha_bar=None if start_alpha_bar is None else float(start_alpha_bar),
-    )

@@ -1,0 +1,104 @@
+"""Testbeds: every model the toolkit studies, named by a string, behind one interface.
+
+:func:`resolve_testbed` turns the ``model`` parameter of every notebook, study and command into a
+:class:`Testbed`: a mixture testbed (``mixture-2d``, ``mixture-8d``: exact ``eps*`` and a trained
+MLP), an image testbed (``digits``, ``digits-cond``: a shipped UNet and its data), or a diffusers
+checkpoint folder with its data set (:mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.models.protocol import resolve_device
+from vrg_analysis.testbeds.base import SET_METRICS, OnDevice, Reference, Scoring, Testbed
+from vrg_analysis.testbeds.checkpoint import (
+    CheckpointTestbed,
+    make_checkpoint_testbed,
+    pixel_features,
+)
+from vrg_analysis.testbeds.images import DATASETS, IMAGE_TESTBEDS, ImageTestbed, make_image_testbed
+from vrg_analysis.testbeds.mixture import (
+    MIXTURES,
+    MixtureSplit,
+    MixtureTestbed,
+    check_same_schedule,
+    make_mixture_testbed,
+    mixture_split,
+)
+
+__all__ = [
+    "Testbed",
+    "Reference",
+    "Scoring",
+    "OnDevice",
+    "SET_METRICS",
+    "MixtureTestbed",
+    "ImageTestbed",
+    "CheckpointTestbed",
+    "MixtureSplit",
+    "mixture_split",
+    "pixel_features",
+    "check_same_schedule",
+    "MIXTURES",
+    "IMAGE_TESTBEDS",
+    "DATASETS",
+    "known_testbeds",
+    "make_testbed",
+    "resolve_testbed",
+]
+
+
+def known_testbeds() -> list[str]:
+    """Every name :func:`make_testbed` accepts."""
+    return sorted([*MIXTURES, *IMAGE_TESTBEDS])
+
+
+def make_testbed(
+    name: str,
+    *,
+    schedule: NoiseSchedule | None = None,
+    seed: int = 0,
+    models_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> Testbed:
+    """A testbed by name, one of :func:`known_testbeds`.
+
+    ``schedule`` defaults to ``NoiseSchedule.linear()`` for the mixtures and must match a trained
+    model's otherwise; ``seed`` picks the random mixture where the testbed has one; ``models_dir``
+    overrides where trained checkpoints are read (default the shipped ``data/models``); the
+    trained model runs on ``device``.
+    """
+    if name in MIXTURES:
+        return make_mixture_testbed(
+            name, schedule=schedule, seed=seed, models_dir=models_dir, device=device
+        )
+    if name in IMAGE_TESTBEDS:
+        return make_image_testbed(name, schedule=schedule, models_dir=models_dir, device=device)
+    raise ValueError(f"unknown testbed {name!r}; known testbeds: {known_testbeds()}")
+
+
+def resolve_testbed(
+    model: str,
+    *,
+    data: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    held_out_fraction: float = 0.25,
+) -> Testbed:
+    """The testbed a ``model`` parameter names: a testbed name, or a diffusers checkpoint folder
+    with ``data``, the data set it was trained on (split ``held_out_fraction`` held out, seeded)."""
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model must be a testbed name or a folder, got {model!r}")
+    resolve_device(device)  # an unknown or unavailable device is refused before any work
+    if model in known_testbeds():
+        return make_testbed(model, device=device)
+    if not Path(model).is_dir():
+        raise ValueError(
+            f"unknown model {model!r}: not a testbed ({', '.join(known_testbeds())}) and not a "
+            "folder holding a diffusers checkpoint"
+        )
+    return make_checkpoint_testbed(
+        model, data, device=device, seed=seed, held_out_fraction=held_out_fraction
+    )
