@@ -1,9 +1,11 @@
 # Build / test entry points for vrg-analysis (GNU make).
 #   make venv      install .venv (pinned by constraints.txt: CPU torch 2.13.0)
 #   make mathjax   local MathJax 3 copy for the offline book
-#   make execute   run notebooks/*.ipynb with papermill into book/notebooks/
+#   make data      Debian's Fashion-MNIST package (installed when missing, as root on Debian)
+#   make execute   execute every notebook once into book/notebooks/ (nbmake with the notebooks'
+#                  own CI-sized defaults; papermill with notebooks/params/$(PARAMS)/ otherwise)
 #   make book      build the Jupyter Book into _build/html
-#   make test      ruff + pytest + nbmake + execute + strict book build
+#   make test      ruff + pytest + execute (nbmake, each notebook once) + strict book build
 #   make clean     remove _build and book/notebooks
 # Do NOT set MPLBACKEND=Agg here: glued figures would become text (see STACK.md).
 
@@ -40,6 +42,10 @@ PARAM_STAMP := book/notebooks/.params
 
 NOTEBOOKS   := $(wildcard notebooks/*.ipynb)
 EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
+# The pages that collect what the chapters write (findings, verdict tables) execute last.
+COLLECTORS  := book/notebooks/scorecard.ipynb book/notebooks/claims.ipynb
+ORDERED     := $(filter-out $(COLLECTORS),$(EXECUTED)) $(filter $(COLLECTORS),$(EXECUTED))
+NBMAKE_TIMEOUT ?= 1200
 LIB_SRC     := $(wildcard vrg_analysis/*.py vrg_analysis/*/*.py) $(wildcard benchmarks/results/*.json)
 
 MATHJAX_VERSION := 3.2.2
@@ -49,7 +55,7 @@ MATHJAX_JS      := $(MATHJAX_DIR)/tex-mml-chtml.js
 # First chapter of _toc.yml, printed after `make book`.
 FIRST_CHAPTER := _build/html/book/notebooks/claims.html
 
-.PHONY: venv mathjax execute book test clean FORCE
+.PHONY: venv mathjax data execute book test clean FORCE
 
 # ---------------------------------------------------------------- venv
 venv: $(VENV_STAMP)
@@ -81,42 +87,52 @@ $(MATHJAX_JS):
 	       "the book builds but math will not render offline." >&2; \
 	fi
 
+# ---------------------------------------------------------------- data
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist (IDX files, about 31 MB); nothing is
+# downloaded at run time. Installed here when missing and this is Debian run as root.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+	  echo "Fashion-MNIST is missing: install Debian's package with" \
+	       "'sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist'" \
+	       "or set VRG_FASHION_MNIST_DIR to a folder with its four IDX files" >&2; exit 1; \
+	fi
+
 # ---------------------------------------------------------------- execute
-execute: $(EXECUTED)
-
-book/notebooks:
-	mkdir -p $@
-
-$(PARAM_STAMP): FORCE | book/notebooks
-	@test "$$(cat $@ 2>/dev/null)" = "$(PARAMS)" || echo "$(PARAMS)" > $@
-
-book/notebooks/%.ipynb: notebooks/%.ipynb $(LIB_SRC) $(wildcard $(PARAM_DIR)/*.yaml) \
-		$(PARAM_STAMP) | $(VENV_STAMP) book/notebooks
-	$(PAPERMILL) --cwd notebooks -k python3 \
-		$(if $(wildcard $(PARAM_DIR)/$*.yaml),-f $(PARAM_DIR)/$*.yaml) $< $@
-
-# The scorecard collects the verdict tables the audit notebooks write (book/notebooks/verdicts/).
-book/notebooks/scorecard.ipynb: $(filter book/notebooks/audit_%,$(EXECUTED))
-
-# The claims page collects the findings the study notebooks write (book/notebooks/claims/) and
-# the audit verdicts.
-CLAIM_SOURCES := quality_vs_steps ablation predicted_vs_measured published_profiles optimisers \
-	beyond_the_paper
-book/notebooks/claims.ipynb: $(filter $(CLAIM_SOURCES:%=book/notebooks/%.ipynb),$(EXECUTED)) \
-	$(filter book/notebooks/audit_%,$(EXECUTED))
+# Every notebook executes once, in the folder of its executed copy (book/notebooks/), so the
+# findings and verdict tables the chapters write land beside them (claims/, verdicts/). With the
+# quick parameter set nbmake is the runner (the notebooks' own defaults); with another set,
+# papermill with notebooks/params/$(PARAMS)/<notebook>.yaml where it exists.
+execute: $(VENV_STAMP)
+	rm -rf book/notebooks && mkdir -p book/notebooks
+	cp $(NOTEBOOKS) book/notebooks/
+ifeq ($(PARAMS),quick)
+	$(PYTEST) -p no:cacheprovider --nbmake --overwrite --nbmake-timeout=$(NBMAKE_TIMEOUT) $(ORDERED)
+else
+	@set -e; for nb in $(ORDERED); do \
+	  name=$$(basename $$nb .ipynb); \
+	  params=$(PARAM_DIR)/$$name.yaml; \
+	  echo "papermill $$name ($(PARAMS))"; \
+	  $(PAPERMILL) --cwd book/notebooks -k python3 $$( [ -f $$params ] && echo "-f $$params" ) \
+	    $$nb $$nb; \
+	done
+endif
+	echo "$(PARAMS)" > $(PARAM_STAMP)
 
 # ---------------------------------------------------------------- book
-book: venv mathjax execute
+book: venv mathjax data execute
 	$(JB) build .
 	@echo "Open _build/html/index.html"
 	@echo "First chapter: $(abspath $(FIRST_CHAPTER))"
 
 # ---------------------------------------------------------------- test
-test: venv mathjax
+test: venv mathjax data
 	$(RUFF) check .
 	$(PYTEST) tests
-	$(PYTEST) --nbmake --nbmake-timeout=600 notebooks/
-	$(MAKE) --no-print-directory execute
+	$(MAKE) --no-print-directory execute PARAMS=quick
 	$(JB) build . -W --keep-going --all
 
 # ---------------------------------------------------------------- clean

@@ -40,3 +40,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_artifact_cache(tmp_path_factory):
+    """The tests' artifact cache is their own (a session folder), never the book's or the user's."""
+    old = os.environ.get("VRG_CACHE_DIR")
+    os.environ["VRG_CACHE_DIR"] = str(tmp_path_factory.mktemp("artifact-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VRG_CACHE_DIR", None)
+    else:
+        os.environ["VRG_CACHE_DIR"] = old

@@ -62,7 +62,7 @@ def test_isotropic_errors_have_full_rank_and_hold():
     np.testing.assert_allclose(spec.trace / d, _sample(e).mse(), rtol=1e-12)  # tr M / d = w
     assert np.all(np.diff(spec.eigenvalues, axis=1) <= 0)  # descending
     rows = anisotropy_audit(_sample(e), bootstrap=100)
-    assert [r.verdict for r in rows] == ["holds"] * 3
+    assert [r.verdict for r in rows] == ["supported"] * 3
     for r in rows:
         assert r.audit == "isotropy" and r.tolerance == 1.5
         assert 1.0 <= r.effect_size < 1.1
@@ -81,7 +81,7 @@ def test_one_dominant_direction_is_violated():
     np.testing.assert_allclose(np.abs(spec.top_direction @ u), 1.0, atol=1e-3)
     np.testing.assert_allclose(spec.anisotropy_ratio, d, rtol=0.01)
     rows = anisotropy_audit(_sample(e), bootstrap=100)
-    assert [r.verdict for r in rows] == ["violated"] * 3
+    assert [r.verdict for r in rows] == ["contradicted"] * 3
     assert all(r.effect_size > 5.5 for r in rows)
 
 
@@ -90,7 +90,7 @@ def test_moderate_anisotropy_within_tolerance_holds_but_is_detected():
     sd = np.sqrt([1.2, 1.0, 0.9, 0.9])  # rho = 4 * 1.2 / 4 = 1.2
     e = rng.standard_normal((3, 20_000, 4)) * sd
     rows = anisotropy_audit(_sample(e), bootstrap=100)
-    assert [r.verdict for r in rows] == ["holds"] * 3
+    assert [r.verdict for r in rows] == ["supported"] * 3
     assert all(r.p_adjusted < 1e-6 and "detected" in r.note for r in rows)
     assert all(abs(r.effect_size - 1.2) < 0.05 for r in rows)
 
@@ -109,7 +109,7 @@ def test_sign_test_is_calibrated_and_ignores_heavy_tails():
     ]
     assert 0.02 <= np.mean(np.array(p_t) < 0.05) <= 0.09
     e = rng.standard_normal((3, 4000, 3)) * np.sqrt(3.0 / rng.chisquare(3.0, (3, 4000, 1)))
-    assert all(r.verdict != "violated" for r in anisotropy_audit(_sample(e), bootstrap=60))
+    assert all(r.verdict != "contradicted" for r in anisotropy_audit(_sample(e), bootstrap=60))
 
 
 def test_small_samples_are_inconclusive_with_a_sample_size_note():

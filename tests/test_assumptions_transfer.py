@@ -65,7 +65,7 @@ def test_same_planted_model_on_two_draws_holds(bed, draw1):
     # the planted error is the whole error against eps*: MSE = std^2 (P2)
     np.testing.assert_allclose(a.mse(), 0.09, rtol=0.03)
     rows = transfer_audit(a, b, label="draw 2 vs draw 1")
-    assert [r.verdict for r in rows] == ["holds"] * 3
+    assert [r.verdict for r in rows] == ["supported"] * 3
     for r in rows:
         assert r.audit == "transfer" and r.correction == "holm"
         assert abs(r.effect_size - 1.0) < 0.03
@@ -77,14 +77,14 @@ def test_thirty_percent_larger_error_is_violated(bed, draw1):
     a = draw1
     b = _planted_errors(bed, 0.3 * math.sqrt(1.3), 4000, seed=2)
     rows = transfer_audit(a, b)
-    assert [r.verdict for r in rows] == ["violated"] * 3
+    assert [r.verdict for r in rows] == ["contradicted"] * 3
     prof = transfer_profile(a, b)
     np.testing.assert_allclose(prof.ratio, 1.3, rtol=0.04)
     assert np.all(np.abs(np.log(prof.ratio / 1.3)) < 4 * prof.log_se)
     assert np.all(prof.ratio_lo > 1.1)  # the interval excludes the tolerance band
     # and the other way round: the ratio is symmetric in log scale
     back = transfer_audit(b, a)
-    assert [r.verdict for r in back] == ["violated"] * 3
+    assert [r.verdict for r in back] == ["contradicted"] * 3
     np.testing.assert_allclose([r.effect_size for r in back], 1 / prof.ratio, rtol=1e-12)
 
 
@@ -168,8 +168,8 @@ def test_by_class_flags_only_the_class_that_moved():
     rows = transfer_by_class(ref, oth, lab_r, torch.as_tensor(lab_o), label="path vs data")
     assert len(rows) == 2 * len(LEVELS)
     by = {c: [r for r in rows if r.scope.startswith(f"class {c}:")] for c in (0, 1)}
-    assert [r.verdict for r in by[0]] == ["holds"] * 3
-    assert [r.verdict for r in by[1]] == ["violated"] * 3
+    assert [r.verdict for r in by[0]] == ["supported"] * 3
+    assert [r.verdict for r in by[1]] == ["contradicted"] * 3
     assert all(abs(r.effect_size - 1.4) < 0.1 for r in by[1])
     # one family: Holm over all 6 rows
     assert all(r.p_adjusted >= r.p_value for r in rows)

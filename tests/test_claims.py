@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from vrg_analysis.evaluation.stats import aggregate
 from vrg_analysis.studies.claims import (
     CLAIMS,
     Finding,
+    Params,
+    claim_rows,
+    claims_html,
+    page_summary,
     read_findings,
-    verdict_from_counts,
     write_findings,
 )
 
@@ -68,13 +72,58 @@ def test_bad_findings(tmp_path: Path) -> None:
     ],
 )
 def test_verdict_from_counts(counts: tuple[int, int, int], verdict: str) -> None:
-    assert verdict_from_counts(*counts) == verdict
+    wins, ties, losses = counts
+    verdicts = ["supported"] * wins + ["inconclusive"] * ties + ["contradicted"] * losses
+    assert aggregate(verdicts) == verdict
 
 
 def test_verdict_from_no_counts() -> None:
     with pytest.raises(ValueError, match="no verdicts"):
-        verdict_from_counts(0, 0, 0)
+        aggregate([])
 
 
 def test_claim_ids_are_unique() -> None:
     assert len({c.id for c in CLAIMS}) == len(CLAIMS)
+
+
+# ----------------------------------------------------------------- the claims page
+def _audit_summary(verdicts: dict[str, str]) -> dict[str, dict]:
+    return {
+        a: {"verdict": v, "contradicted": int(v == "contradicted"), "tests": 3}
+        for a, v in verdicts.items()
+    }
+
+
+def test_claim_rows_aggregate_findings_and_audits() -> None:
+    fs = [
+        _finding(verdict="supported"),
+        _finding("ablation", verdict="contradicted"),
+        _finding(claim="cpe-reduction", verdict="supported"),
+    ]
+    rows = {
+        r.claim.id: r
+        for r in claim_rows(
+            fs, _audit_summary({"zero-mean": "supported", "transfer": "contradicted"})
+        )
+    }
+    assert rows["ddim-fid"].verdict == "mixed" and len(rows["ddim-fid"].findings) == 2
+    assert rows["cpe-reduction"].verdict == "supported"
+    # the assumptions claim is a conjunction: one contradicted audit contradicts it
+    assert rows["assumptions"].verdict == "contradicted" and len(rows["assumptions"].audits) == 2
+    assert rows["cheap"].verdict == "not measured"
+    s = page_summary(list(rows.values()))
+    assert s.n_claims == len(CLAIMS) and s.n_findings == 3
+    assert sum(s.counts.values()) == len(CLAIMS) and s.counts["n_not_measured"] >= 1
+
+
+def test_claims_html_escapes_and_links(tmp_path: Path) -> None:
+    (tmp_path / "ablation.ipynb").write_text("{}")
+    rows = claim_rows([_finding("ablation", finding="a <b>bold</b> claim")], {})
+    page = claims_html(rows, tmp_path)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and '<a href="ablation.html">' in page
+    assert page.count("<tr>") >= len(CLAIMS)
+
+
+def test_claims_page_refuses_missing_inputs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="findings_dir"):
+        Params(findings_dir=str(tmp_path / "nope"), verdict_dir=str(tmp_path))

@@ -14,10 +14,12 @@ from vrg_analysis.studies.engine import (
     ArmResult,
     ComparisonConfig,
     ComparisonResult,
+    judge,
     paired_comparison,
     run_comparison,
-    win_tie_loss,
+    setup_testbed,
 )
+from vrg_analysis.vrg.arms import GlobalOptimumArm
 from vrg_analysis.vrg.retime import PUBLISHED_VRG, VRGSetting
 
 SETTING = VRGSetting(0.1, 100.0)
@@ -53,7 +55,7 @@ def _result(shift_vrg: float, score_shift: float, n: int = 300) -> ComparisonRes
         arms.append(_arm("baseline", seed, base, score))
         arms.append(_arm(SETTING.label, seed, base + shift_vrg, score + score_shift + noise))
     config = ComparisonConfig(
-        testbed="mixture-2d", samplers=("ddim",), steps=(5,), vrg=(SETTING,), seeds=(0, 1, 2)
+        testbed="mixture-2d", samplers=("ddim",), steps=(5,), arms=(SETTING,), seeds=(0, 1, 2)
     )
     profile = ErrorProfile(alpha_bar=np.array([0.01, 0.99]), mse=np.array([1.0, 1.0]))
     return ComparisonResult(
@@ -66,21 +68,21 @@ def _result(shift_vrg: float, score_shift: float, n: int = 300) -> ComparisonRes
     )
 
 
-def test_lower_error_is_a_win_and_higher_a_loss() -> None:
+def test_lower_error_is_supported_and_higher_contradicted() -> None:
     better = paired_comparison(_result(0.0, -0.2), "ddim", "time_uniform", 5, metric="image_mse")
     worse = paired_comparison(_result(0.0, +0.2), "ddim", "time_uniform", 5, metric="image_mse")
     assert better.delta == pytest.approx(-0.2, abs=0.01)
     assert better.ci_high < 0 < worse.ci_low
     assert len(better.seed_deltas) == 3 and all(d < 0 for d in better.seed_deltas)
-    judged = win_tie_loss([better, worse])
-    assert [c.verdict for c in judged] == ["win", "loss"]
+    judged = judge([better, worse])
+    assert [c.verdict for c in judged] == ["supported", "contradicted"]
     assert all(c.p_adjusted >= c.p_value for c in judged)
 
 
-def test_no_difference_is_a_tie() -> None:
+def test_no_difference_is_inconclusive() -> None:
     same = paired_comparison(_result(0.0, 0.0), "ddim", "time_uniform", 5, metric="image_mse")
     assert same.ci_low < 0 < same.ci_high
-    assert win_tie_loss([same])[0].verdict == "tie"
+    assert judge([same])[0].verdict == "inconclusive"
 
 
 def test_set_metric_sees_a_shifted_distribution() -> None:
@@ -89,7 +91,7 @@ def test_set_metric_sees_a_shifted_distribution() -> None:
     # Frechet distance of N(0.5, I) from N(0, I) is |0.5|^2 * 2 = 0.5 (plus sampling noise)
     assert shifted.delta == pytest.approx(0.5, abs=0.1)
     assert shifted.ci_low > 0
-    assert win_tie_loss([shifted])[0].verdict == "loss"
+    assert judge([shifted])[0].verdict == "contradicted"
     assert shifted.base_cpe == 1.0 and shifted.vrg_cpe == 0.8
 
 
@@ -102,7 +104,7 @@ def test_bad_arguments_are_named() -> None:
     with pytest.raises(KeyError):
         paired_comparison(r, "ddim", "time_uniform", 7)
     with pytest.raises(ValueError, match="alpha"):
-        win_tie_loss([], alpha=1.5)
+        judge([], alpha=1.5)
 
 
 @pytest.mark.parametrize(
@@ -113,9 +115,11 @@ def test_bad_arguments_are_named() -> None:
         ({"steps": (0,)}, "steps"),
         ({"seeds": (1, 1)}, "seeds"),
         ({"n_samples": 1}, "n_samples"),
-        ({"guidance_scale": 2.0}, "digits-cond"),
-        ({"exact_reference": True}, "exact"),
-        ({"vrg": ()}, "at least one"),
+        ({"arms": ()}, "at least one"),
+        ({"arms": (PUBLISHED_VRG, PUBLISHED_VRG)}, "distinct"),
+        ({"predictor": "perfect"}, "predictor"),
+        ({"planted_correlation": 1.0}, "planted_correlation"),
+        ({"reference_steps": 1}, "reference_steps"),
     ],
 )
 def test_bad_configurations(kwargs: dict, match: str) -> None:
@@ -139,7 +143,7 @@ def small_run() -> ComparisonResult:
         steps=(4,),
         seeds=(0, 1),
         n_samples=48,
-        vrg=(VRGSetting(0.0, 100.0), PUBLISHED_VRG),
+        arms=(VRGSetting(0.0, 100.0), PUBLISHED_VRG),
         reference_steps=20,
         exact_reference=True,
         profile_stride=50,
@@ -177,7 +181,7 @@ def test_gamma_zero_reproduces_the_baseline_sample_for_sample(small_run: Compari
             assert b.nfe == v.nfe
     c = paired_comparison(small_run, "ddim", "time_uniform", 4, zero, metric="image_mse")
     assert c.delta == 0.0 and c.p_value == 1.0
-    assert win_tie_loss([c])[0].verdict == "tie"
+    assert judge([c])[0].verdict == "inconclusive"
 
 
 def test_arms_cost_the_same_and_seeds_differ(small_run: ComparisonResult) -> None:
@@ -200,7 +204,7 @@ def test_arms_cost_the_same_and_seeds_differ(small_run: ComparisonResult) -> Non
 
 def test_replace_keeps_verdict_fields() -> None:
     c = paired_comparison(_result(0.0, -0.2), "ddim", "time_uniform", 5, metric="image_mse")
-    assert replace(c, verdict="win").verdict == "win"
+    assert replace(c, verdict="supported").verdict == "supported"
     assert c.relative == pytest.approx(c.delta / c.base_value)
 
 
@@ -240,13 +244,83 @@ def test_checkpoint_configuration_errors(tmp_path) -> None:
 
 def test_reference_frechet_agrees_with_the_library_distance() -> None:
     from vrg_analysis.evaluation.metrics import frechet_distance, gaussian_moments
-    from vrg_analysis.studies.engine import _FrechetToReference
+    from vrg_analysis.studies.engine import FrechetToReference
 
     rng = np.random.default_rng(3)
     ref = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
     x = rng.normal(size=(300, 6)) * 1.5 + 0.3
     moments = gaussian_moments(ref)
     m, c = gaussian_moments(x)
-    fast = _FrechetToReference(moments)(x)
+    fast = FrechetToReference(moments)(x)
     assert fast == pytest.approx(frechet_distance(m, c, *moments), rel=1e-9)
-    assert _FrechetToReference(moments)(ref) == pytest.approx(0.0, abs=1e-8)
+    assert FrechetToReference(moments)(ref) == pytest.approx(0.0, abs=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"testbed": "digits", "guidance_scale": 2.0}, "class-conditional"),
+        ({"testbed": "digits", "exact_reference": True}, "no exact predictor"),
+        ({"testbed": "digits", "predictor": "planted"}, "no exact predictor"),
+    ],
+)
+def test_what_the_testbed_cannot_do_is_refused(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        setup_testbed(ComparisonConfig(**kwargs))
+
+
+def test_arms_given_as_mappings_and_their_keys() -> None:
+    cfg = ComparisonConfig(arms=({"gamma": 0.1, "reg_lambda": 1e4},))
+    assert cfg.arms == (VRGSetting(0.1, 1e4),)
+    assert cfg.to_dict()["arms"] == [
+        {
+            "kind": "vrg",
+            "gamma": 0.1,
+            "reg_lambda": 1e4,
+            "keep_start": False,
+            "method": "exact",
+            "mlp_epochs": 3000,
+        }
+    ]
+    with pytest.raises(TypeError, match="label, retime and to_dict"):
+        ComparisonConfig(arms=(3,))
+
+
+def test_planted_error_decomposes_into_discretisation_and_propagated() -> None:
+    torch.set_num_threads(1)
+    config = ComparisonConfig(
+        testbed="mixture-2d",
+        samplers=("ddim",),
+        baselines=("time_uniform",),
+        steps=(5,),
+        seeds=(0, 1),
+        n_samples=64,
+        arms=(PUBLISHED_VRG, GlobalOptimumArm(start_held=True, grid_size=200)),
+        predictor="planted",
+        planted_size=0.5,
+        reference_steps=0,
+        decompose=True,
+        spread=True,
+        profile_stride=50,
+        profile_samples=128,
+        profile_per_seed=True,
+    )
+    res = run_comparison(config, use_cache=False)
+    b0 = res.arm("ddim", "time_uniform", 5, "baseline", 0)
+    assert "image_mse" not in b0.per_sample  # no fine solve asked for
+    per = b0.per_sample
+    # the endpoint error splits into discretisation and propagated parts (up to a cross term)
+    total, disc, prop = (
+        per[k].mean() for k in ("exact_error", "discretisation_error", "propagated_error")
+    )
+    assert 0 < disc < total and 0 < prop < total
+    assert total == pytest.approx(disc + prop, rel=0.5)
+    # a planted error adds to the spread: the model-error CPE is positive and below the total
+    assert 0 < b0.cpe_model_error < b0.cpe
+    # per-seed profiles differ (fresh training rows and draws per seed)
+    assert not np.array_equal(res.profiles[0].mse, res.profiles[1].mse)
+    assert set(res.spread_profiles) == {0, 1}
+    # the same planted-noise stream in every arm: the global optimum with the start held keeps a_K
+    g = res.arm("ddim", "time_uniform", 5, config.arms[1].label, 0)
+    assert g.alpha_bar[0] == b0.alpha_bar[0] and g.cpe <= b0.cpe
+    assert g.optimisation["converged"] and "cpe_reduction" in g.optimisation

@@ -105,7 +105,7 @@ def run_audit(
     done: list[Path] = []
     iterator = names
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         iterator = tqdm(names, desc="audits", unit="notebook")
     for name in iterator:
@@ -137,7 +137,8 @@ def format_summary(verdicts: Sequence[AuditResult]) -> str:
     lines = []
     for audit, s in summarize(verdicts).items():
         lines.append(
-            f"{audit:28s} {s['verdict']:13s} ({s['holds']} hold, {s['violated']} violated, "
+            f"{audit:28s} {s['verdict']:13s} ({s['supported']} supported, {s['contradicted']} "
+            f"contradicted, "
             f"{s['inconclusive']} inconclusive of {s['tests']})"
         )
     return "\n".join(lines)

@@ -26,8 +26,8 @@ Audit (:func:`anisotropy_audit`), one row per level:
   effect reported is bootstrap bias-corrected, ``2 rho_hat - mean(rho*)``, with the basic
   (reflected) bootstrap interval ``[2 rho_hat - q_hi, 2 rho_hat - q_lo]`` over samples, both
   clipped at 1 (``rho >= 1`` by definition). Near isotropy (tied eigenvalues) the bootstrap
-  under-corrects, so the interval stays above the truth: "holds" needs ``n`` well above ``d``,
-  but the bias cannot produce a false "violated" (the test is calibrated);
+  under-corrects, so the interval stays above the truth: "supported" needs ``n`` well above ``d``,
+  but the bias cannot produce a false "contradicted" (the test is calibrated);
 - verdict: ``violated`` when the corrected test rejects and ``rho > tolerance``; ``holds`` when
   the interval's upper end is ``<= tolerance``; else ``inconclusive``.
 
@@ -60,6 +60,7 @@ from vrg_analysis.assumptions.samples import ErrorSample, check_same_levels
 from vrg_analysis.assumptions.verdicts import AuditResult, Correction, with_adjusted
 from vrg_analysis.core.cpe import step_increments
 from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.evaluation.stats import decide as stats_decide
 
 __all__ = [
     "participation_ratio",
@@ -314,11 +315,14 @@ def anisotropy_audit(
             f"rho {rho:.3g} [{lo:.3g}, {hi:.3g}] (plug-in {plug_in:.3g}), participation ratio "
             f"{spec.participation_ratio[k]:.3g} of d = {d}"
         )
-        if p_adj < a and rho > tolerance:
-            return "violated", f"{info}: beyond {tolerance:g}"
-        if hi <= tolerance:
+        verdict = stats_decide(
+            rho, p_adj, claim="within", alpha=a, band=(-math.inf, tolerance), interval=(lo, hi)
+        ).verdict
+        if verdict == "contradicted":
+            return verdict, f"{info}: beyond {tolerance:g}"
+        if verdict == "supported":
             extra = " (anisotropy detected, within tolerance)" if p_adj < a else ""
-            return "holds", f"{info}: inside {tolerance:g}{extra}"
+            return verdict, f"{info}: inside {tolerance:g}{extra}"
         if rho > tolerance:
             return "inconclusive", (
                 f"{info}: beyond {tolerance:g} but not significant (the plug-in rho of "

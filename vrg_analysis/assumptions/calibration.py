@@ -21,7 +21,6 @@ sample size (defaults: ``n = 5000``, ``n_paths = 300``). Rates carry Wilson 95% 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -36,6 +35,7 @@ from vrg_analysis.assumptions.independence import (
 )
 from vrg_analysis.assumptions.samples import errors_along_path
 from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.evaluation.stats import wilson_interval
 from vrg_analysis.models.analytic import PlantedErrorModel
 from vrg_analysis.testbeds import make_testbed
 
@@ -107,15 +107,6 @@ def _stream(seed: int, scenario: int, replication: int, use: int) -> int:
     return int(np.random.SeedSequence([seed, scenario, replication, use]).generate_state(1)[0])
 
 
-def _wilson(k: int, m: int) -> tuple[float, float]:
-    z = 1.959963984540054
-    p = k / m
-    den = 1 + z * z / m
-    mid = (p + z * z / (2 * m)) / den
-    half = z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / den
-    return mid - half, mid + half
-
-
 def _pvalues(
     e0: np.ndarray, e1: np.ndarray, n_paths: int, perms: int, sub: np.ndarray, seed: int
 ) -> dict[str, float]:
@@ -171,7 +162,7 @@ def calibrate(
         done = 0
         iterator = range(0, replications, chunk)
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             iterator = tqdm(iterator, desc=f"calibration: {scenario}")
         for start in iterator:
@@ -196,7 +187,8 @@ def calibrate(
             done += m
         for test in TESTS:
             k = int(counts[test])
-            lo, hi = _wilson(k, done)
+            rate = wilson_interval(k, done)
+            lo, hi = rate.low, rate.high
             rate = k / done
             if scenario == "null":
                 target, passed = (

@@ -10,8 +10,8 @@ actually visits (:func:`~.samples.errors_along_path`), ``errors[k, i]`` = step `
 - Tests, per consecutive pair of steps: a permutation test of ``R = 0`` (paths of step ``l``
   shuffled against step ``k``; exact under independence of paths) and a permutation test of the
   bias-corrected distance correlation (Szekely & Rizzo 2013, JMVA 117), which also sees nonlinear
-  dependence. Effect size: ``R``; tolerance ``|R| <= 0.1``; "holds" when the percentile-bootstrap
-  interval of ``R`` over paths lies inside the tolerance.
+  dependence. Effect size: ``R``; tolerance ``|R| <= 0.1``; "supported" when the
+  percentile-bootstrap interval of ``R`` over paths lies inside the tolerance.
 - Consequence: the variance of the accumulated error with the measured cross-step second moments,
   ``sum_kl c_k c_l tr E[d_k d_l^T] / d``, against the independent formula ``sum_k c_k^2 w_k``; the
   ratio with a bootstrap interval over paths. Tolerance: a ratio within ``1 +- 0.1``.
@@ -29,6 +29,7 @@ from vrg_analysis._checks import frozen_array
 from vrg_analysis.assumptions.samples import ErrorSample
 from vrg_analysis.assumptions.verdicts import AuditResult, Correction, with_adjusted
 from vrg_analysis.core.cpe import step_increments
+from vrg_analysis.evaluation.stats import decide
 
 __all__ = [
     "step_correlation_matrix",
@@ -257,43 +258,56 @@ def independence_audit(
             )
         )
 
-    def decide(i: int, res: AuditResult, p_adj: float, a: float) -> tuple[str, str]:
-        eff = abs(res.effect_size)
+    def rule(i: int, res: AuditResult, p_adj: float, a: float) -> tuple[str, str]:
         lo, hi = intervals[i]
-        if p_adj < a and eff > tolerance:
-            return (
-                "violated",
-                f"R = {res.effect_size:+.3g} [{lo:+.3g}, {hi:+.3g}], beyond +-{tolerance:g}",
+        # strict: "independent" is contradicted in spirit by any detected dependence
+        verdict = decide(
+            res.effect_size,
+            p_adj,
+            claim="within",
+            alpha=a,
+            band=(-tolerance, tolerance),
+            interval=(lo, hi),
+            strict=True,
+        ).verdict
+        inside = -tolerance <= lo and hi <= tolerance
+        extra = f"; {res.note}" if res.note else ""
+        if verdict == "contradicted":
+            return verdict, (
+                f"R = {res.effect_size:+.3g} [{lo:+.3g}, {hi:+.3g}], beyond +-{tolerance:g}"
             )
-        if -tolerance <= lo and hi <= tolerance:
-            extra = f"; {res.note}" if res.note else ""
-            if p_adj < a:  # dependent, but not (linearly) correlated: not independent
-                return (
-                    "inconclusive",
-                    f"a dependence is detected (p_adj {p_adj:.2g}) while R [{lo:+.3g}, {hi:+.3g}] "
-                    f"is inside +-{tolerance:g}: the variances still add (no correlation), but the "
-                    f"errors are not independent{extra}",
-                )
-            return (
-                "holds",
-                f"95% interval of R [{lo:+.3g}, {hi:+.3g}] inside +-{tolerance:g}{extra}",
+        if verdict == "supported":
+            return verdict, (
+                f"95% interval of R [{lo:+.3g}, {hi:+.3g}] inside +-{tolerance:g}{extra}"
             )
-        return "inconclusive", (
+        if inside:  # dependent, but not (linearly) correlated: not independent
+            return verdict, (
+                f"a dependence is detected (p_adj {p_adj:.2g}) while R [{lo:+.3g}, {hi:+.3g}] "
+                f"is inside +-{tolerance:g}: the variances still add (no correlation), but the "
+                f"errors are not independent{extra}"
+            )
+        return verdict, (
             "dependence detected, within tolerance but not shown"
             if p_adj < a
             else f"too few paths to show |R| < {tolerance:g}"
         )
 
-    out = with_adjusted(perm_rows, correction, alpha, decide)
-    out += with_adjusted(dcor_rows, correction, alpha, decide)
+    out = with_adjusted(perm_rows, correction, alpha, rule)
+    out += with_adjusted(dcor_rows, correction, alpha, rule)
     cc = cpe_with_step_covariance(sample, seed=seed)
     lo, hi = cc.ratio_ci
-    if lo > 1 + cpe_tolerance or hi < 1 - cpe_tolerance:
-        verdict, note = "violated", "the cross-step terms change CPE beyond tolerance"
-    elif 1 - cpe_tolerance <= lo and hi <= 1 + cpe_tolerance:
-        verdict, note = "holds", "the cross-step terms change CPE by less than the tolerance"
-    else:
-        verdict, note = "inconclusive", "the bootstrap interval straddles the tolerance"
+    verdict = decide(
+        cc.ratio,
+        math.nan,
+        claim="within",
+        band=(1.0 - cpe_tolerance, 1.0 + cpe_tolerance),
+        interval=(lo, hi),
+    ).verdict
+    note = {
+        "contradicted": "the cross-step terms change CPE beyond tolerance",
+        "supported": "the cross-step terms change CPE by less than the tolerance",
+        "inconclusive": "the bootstrap interval straddles the tolerance",
+    }[verdict]
     out.append(
         AuditResult(
             audit="independence (consequence)",

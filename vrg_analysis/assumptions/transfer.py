@@ -60,6 +60,7 @@ from scipy import stats
 from vrg_analysis._checks import frozen_array
 from vrg_analysis.assumptions.samples import ErrorSample, check_same_levels
 from vrg_analysis.assumptions.verdicts import AuditResult, Correction, Decide, with_adjusted
+from vrg_analysis.evaluation.stats import decide as stats_decide
 
 __all__ = [
     "TransferProfile",
@@ -341,11 +342,14 @@ def _decider(
         ratio, lo, hi = float(prof.ratio[i]), float(prof.ratio_lo[i]), float(prof.ratio_hi[i])
         interval = f"ratio {ratio:.3f} [{lo:.3f}, {hi:.3f}]"
         outside = not lo_band <= ratio <= hi_band
-        if p_adj < a and outside:
-            return "violated", f"{interval}: outside [{lo_band:.3g}, {hi_band:.3g}]"
-        if lo_band <= lo and hi <= hi_band:
+        verdict = stats_decide(
+            ratio, p_adj, claim="within", alpha=a, band=(lo_band, hi_band), interval=(lo, hi)
+        ).verdict
+        if verdict == "contradicted":
+            return verdict, f"{interval}: outside [{lo_band:.3g}, {hi_band:.3g}]"
+        if verdict == "supported":
             extra = " (a difference is detected, within tolerance)" if p_adj < a else ""
-            return "holds", f"{interval} inside [{lo_band:.3g}, {hi_band:.3g}]{extra}"
+            return verdict, f"{interval} inside [{lo_band:.3g}, {hi_band:.3g}]{extra}"
         # how many more samples (same factor on both sides): the log-interval shrinks as 1/sqrt(f)
         half = 0.5 * (math.log(hi) - math.log(lo))
         n_now = max(prof.n_reference, prof.n_other)

@@ -1,11 +1,12 @@
 """Audit results as data: one frozen :class:`AuditResult` per test, verdicts against stated
 tolerances, multiple-testing correction, and tidy tables (CSV / Markdown) for the scorecard.
 
-A verdict is never a p-value alone (with thousands of samples every tiny deviation is
-significant). Each test pairs a p-value with an effect size and a tolerance on it:
+Each result judges the claim "the assumption holds within its tolerance" under the book's one
+verdict rule (:func:`vrg_analysis.evaluation.stats.decide`, ``claim="within"``), never on a
+p-value alone (with thousands of samples every tiny deviation is significant):
 
-- ``"violated"``: the test rejects after correction *and* the effect exceeds the tolerance;
-- ``"holds"``: the effect is shown to lie within the tolerance (an equivalence test, or its
+- ``"contradicted"``: the test rejects after correction *and* the effect exceeds the tolerance;
+- ``"supported"``: the effect is shown to lie within the tolerance (an equivalence test, or its
   confidence interval inside the tolerance);
 - ``"inconclusive"``: neither; the note says why (too few samples for the tolerance, or a
   deviation detectable but not shown to matter).
@@ -19,11 +20,14 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
-from numpy.typing import ArrayLike
-
+from vrg_analysis.evaluation.stats import (
+    VERDICTS,
+    Correction,
+    Verdict,
+    adjust_pvalues,
+    aggregate,
+)
 from vrg_analysis.io import atomic_write_text
 
 __all__ = [
@@ -40,10 +44,6 @@ __all__ = [
     "write_results",
     "VERDICTS",
 ]
-
-Verdict = Literal["holds", "violated", "inconclusive"]
-Correction = Literal["holm", "bh", "none"]
-VERDICTS: tuple[str, ...] = ("holds", "violated", "inconclusive")
 
 
 @dataclass(frozen=True)
@@ -97,37 +97,6 @@ class AuditResult:
         return asdict(self)
 
 
-def adjust_pvalues(p: ArrayLike, method: Correction = "holm") -> np.ndarray:
-    """Family-wise (Holm 1979, step-down) or false-discovery-rate (Benjamini & Hochberg 1995,
-    step-up) adjusted p-values; ``"none"`` returns them unchanged. NaNs stay NaN and are not
-    counted in the family."""
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if method not in ("holm", "bh", "none"):
-        raise ValueError(f"unknown correction {method!r}; expected 'holm', 'bh' or 'none'")
-    bad = np.flatnonzero(ok & ((p < 0.0) | (p > 1.0)))
-    if bad.size:
-        raise ValueError(
-            f"p-values must lie in [0, 1]; p[{int(bad[0])}] = {float(p.flat[bad[0]])!r}"
-        )
-    q = p[ok]
-    m = q.size
-    if m == 0 or method == "none":
-        out[ok] = q
-        return out
-    order = np.argsort(q, kind="stable")
-    ranked = q[order]
-    if method == "holm":
-        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
-    else:
-        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
-    res = np.empty(m)
-    res[order] = np.minimum(adj, 1.0)
-    out[ok] = res
-    return out
-
-
 Decide = Callable[[int, AuditResult, float, float], tuple[str, str]]
 
 
@@ -162,8 +131,9 @@ def with_source(results: Iterable[AuditResult], source: str) -> list[AuditResult
 
 
 def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
-    """Per audit: counts of each verdict, the overall verdict (violated if any test is,
-    holds if all hold, else inconclusive) and the effect furthest beyond its tolerance
+    """Per audit: counts of each verdict, the overall verdict (:func:`~vrg_analysis.evaluation.
+    stats.aggregate` as a conjunction: contradicted if any test is, supported if all are, mixed or
+    inconclusive otherwise) and the effect furthest beyond its tolerance
     (:attr:`AuditResult.excess`)."""
     by: dict[str, list[AuditResult]] = {}
     for r in results:
@@ -171,13 +141,7 @@ def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for audit, rows in by.items():
         counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
-        overall = (
-            "violated"
-            if counts["violated"]
-            else "holds"
-            if counts["holds"] == len(rows)
-            else "inconclusive"
-        )
+        overall = aggregate((r.verdict for r in rows), conjunction=True)
         worst = max(rows, key=lambda r: r.excess if math.isfinite(r.excess) else -1.0)
         out[audit] = {
             "verdict": overall,

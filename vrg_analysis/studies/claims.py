@@ -10,30 +10,38 @@ rerun of one chapter replaces only its own rows.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
 
+from vrg_analysis.evaluation.stats import AGGREGATES, Aggregate, aggregate
 from vrg_analysis.io import atomic_write_text
+from vrg_analysis.report.theme import VERDICT_COLOURS
 
 __all__ = [
     "Claim",
     "CLAIMS",
     "Finding",
     "FINDING_VERDICTS",
-    "verdict_from_counts",
     "write_findings",
     "read_findings",
+    "is_interval",
+    "Params",
+    "AuditLine",
+    "ClaimRow",
+    "claim_rows",
+    "claims_html",
+    "PageSummary",
+    "page_summary",
 ]
 
-#: Supported: our measurement agrees with the claim (interval excludes the opposite);
-#: contradicted: it goes the other way; mixed: some configurations each way or ties;
-#: inconclusive: the interval covers both.
-FindingVerdict = Literal["supported", "contradicted", "mixed", "inconclusive"]
-FINDING_VERDICTS: tuple[str, ...] = ("supported", "contradicted", "mixed", "inconclusive")
+#: A finding's verdict is the book's one vocabulary (:mod:`vrg_analysis.evaluation.stats`):
+#: supported, contradicted, mixed (over several configurations) or inconclusive.
+FindingVerdict = Aggregate
+FINDING_VERDICTS: tuple[str, ...] = AGGREGATES
 
 
 @dataclass(frozen=True)
@@ -123,23 +131,6 @@ class Finding:
             raise ValueError(f"chapter must be a notebook name, got {self.chapter!r}")
 
 
-def verdict_from_counts(wins: int, ties: int, losses: int) -> FindingVerdict:
-    """A claim that VRG helps, judged from a table of win/tie/loss verdicts: supported when
-    every configuration is a win, contradicted when none is and at least one is a loss, mixed
-    when there are wins and non-wins, inconclusive when all are ties."""
-    for name, v in (("wins", wins), ("ties", ties), ("losses", losses)):
-        if v < 0:
-            raise ValueError(f"{name} must be >= 0, got {v!r}")
-    total = wins + ties + losses
-    if total == 0:
-        raise ValueError("no verdicts to judge")
-    if wins == total:
-        return "supported"
-    if wins == 0:
-        return "contradicted" if losses > 0 else "inconclusive"
-    return "mixed"
-
-
 def write_findings(findings: Iterable[Finding], folder: str | Path, chapter: str) -> Path:
     """Write one chapter's findings to ``folder/<chapter>.csv`` (atomically; replaces the
     chapter's earlier rows)."""
@@ -184,3 +175,152 @@ def read_findings(folder: str | Path) -> list[Finding]:
 def is_interval(f: Finding) -> bool:
     """Whether the finding carries an interval."""
     return math.isfinite(f.ci_low) and math.isfinite(f.ci_high)
+
+
+# ===================================================================== the claims page
+@dataclass(frozen=True)
+class Params:
+    """The claims page's inputs: the findings the study chapters write and the audit chapters'
+    verdict tables (both relative to the executed notebooks)."""
+
+    findings_dir: str = "claims"
+    verdict_dir: str = "verdicts"
+
+    def __post_init__(self) -> None:
+        for name in ("findings_dir", "verdict_dir"):
+            folder = Path(getattr(self, name))
+            if not folder.is_dir() or not any(folder.glob("*.csv")):
+                raise ValueError(
+                    f"parameter {name}: no *.csv in {str(folder)!r}; run the study and audit "
+                    "chapters first (make execute runs them before this page)"
+                )
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    """One audit's verdict on the assumptions claim."""
+
+    audit: str
+    verdict: str
+    contradicted: int
+    tests: int
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One claim with everything measured on it and the overall verdict."""
+
+    claim: Claim
+    findings: tuple[Finding, ...]
+    audits: tuple[AuditLine, ...]
+    verdict: str  # an aggregate verdict, or "not measured"
+
+
+def claim_rows(findings: Iterable[Finding], audit_summary: dict[str, dict]) -> list[ClaimRow]:
+    """Every claim of :data:`CLAIMS` with its findings and, for the assumptions claim, the audits'
+    verdicts (``audit_summary``: :func:`~vrg_analysis.assumptions.verdicts.summarize` of the
+    verdict tables). The overall verdict is :func:`~vrg_analysis.evaluation.stats.aggregate` of the
+    findings' verdicts; the assumptions claim is a conjunction (one contradicted audit contradicts
+    it)."""
+    found = list(findings)
+    rows = []
+    for claim in CLAIMS:
+        mine = tuple(f for f in found if f.claim == claim.id)
+        audits: tuple[AuditLine, ...] = ()
+        verdicts = [f.verdict for f in mine]
+        conjunction = False
+        if claim.id == "assumptions" and audit_summary:
+            audits = tuple(
+                AuditLine(a, str(s["verdict"]), int(s["contradicted"]), int(s["tests"]))
+                for a, s in audit_summary.items()
+            )
+            verdicts = [a.verdict for a in audits]
+            conjunction = True
+        verdict = aggregate(verdicts, conjunction=conjunction) if verdicts else "not measured"
+        rows.append(ClaimRow(claim, mine, audits, verdict))
+    return rows
+
+
+def _value_text(f: Finding) -> str:
+    if math.isnan(f.value):
+        return ""
+    if is_interval(f):
+        return f"{f.value:+.3g} [{f.ci_low:.3g}, {f.ci_high:.3g}]"
+    return f"{f.value:.3g}"
+
+
+def claims_html(rows: Iterable[ClaimRow], book_dir: str | Path) -> str:
+    """The claims table as HTML: each claim with its published numbers and every finding on it
+    (value with its interval, seeds, chapter link, verdict badge)."""
+    folder = Path(book_dir)
+
+    def link(chapter: str) -> str:
+        if (folder / f"{chapter}.ipynb").is_file():
+            return f'<a href="{chapter}.html">{html.escape(chapter)}</a>'
+        return html.escape(chapter)
+
+    def badge(verdict: str) -> str:
+        c = VERDICT_COLOURS.get(verdict, "#ffffff")
+        return (
+            f'<td style="background:{c};color:white;font-weight:bold">{html.escape(verdict)}</td>'
+        )
+
+    parts = [
+        '<table class="claims"><thead><tr><th>claim</th><th>published</th><th>our finding</th>'
+        "<th>value [95% CI]</th><th>seeds</th><th>chapter</th><th>verdict</th></tr></thead><tbody>"
+    ]
+    for r in rows:
+        items = [
+            (
+                html.escape(f.finding),
+                _value_text(f),
+                html.escape(f.seeds),
+                link(f.chapter),
+                f.verdict,
+            )
+            for f in r.findings
+        ]
+        items += [
+            (
+                f"audit <b>{html.escape(a.audit)}</b>: {html.escape(a.verdict)} "
+                f"({a.contradicted} of {a.tests} tests contradicted)",
+                "",
+                "",
+                link("scorecard"),
+                a.verdict,
+            )
+            for a in r.audits
+        ]
+        if not items:
+            items = [("not measured in this build", "", "", "", "not measured")]
+        for i, (text, value, seeds, chapter, verdict) in enumerate(items):
+            parts.append("<tr>")
+            if i == 0:
+                c = VERDICT_COLOURS.get(r.verdict, "#ffffff")
+                parts.append(
+                    f'<td rowspan="{len(items)}" style="border-left:6px solid {c}">'
+                    f"<b>{html.escape(r.claim.statement)}</b><br><i>overall: {r.verdict}</i></td>"
+                    f'<td rowspan="{len(items)}">{html.escape(r.claim.published)}</td>'
+                )
+            parts.append(f"<td>{text}</td><td>{value}</td><td>{seeds}</td><td>{chapter}</td>")
+            parts.append(badge(verdict) + "</tr>")
+    parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class PageSummary:
+    """The numbers the claims page cites."""
+
+    n_claims: int
+    n_findings: int
+    counts: dict[str, int]
+
+
+def page_summary(rows: list[ClaimRow]) -> PageSummary:
+    tally = {v: sum(r.verdict == v for r in rows) for v in (*AGGREGATES, "not measured")}
+    return PageSummary(
+        n_claims=len(rows),
+        n_findings=sum(len(r.findings) for r in rows),
+        counts={f"n_{v.replace(' ', '_')}": n for v, n in tally.items()},
+    )

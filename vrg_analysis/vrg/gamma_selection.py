@@ -44,7 +44,7 @@ from vrg_analysis.core.schedules import alpha_bar_from_lambda, lambda_from_alpha
 from vrg_analysis.core.trajectories import Trajectory
 from vrg_analysis.models import EpsModel
 from vrg_analysis.samplers import get_sampler
-from vrg_analysis.vrg.optimize import optimize_trajectory
+from vrg_analysis.vrg.retime import VRGSetting, vrg_retime
 
 __all__ = [
     "DEFAULT_GAMMAS",
@@ -202,19 +202,15 @@ def vrg_candidates(
         raise TypeError(f"trajectory must be a Trajectory, got {type(trajectory).__name__}")
     out: list[Trajectory] = []
     for gamma in _check_gammas(gammas):
-        if gamma == 0.0:
-            out.append(trajectory)
-            continue
-        res = optimize_trajectory(
+        traj, _ = vrg_retime(
             trajectory,
             profile,
-            gamma=float(gamma),
-            reg_lambda=reg_lambda,
-            keep_start=keep_start,
+            None,
+            VRGSetting(float(gamma), reg_lambda, keep_start),
             alpha_bar_max=alpha_bar_max,
-            alpha_bar_min=None if keep_start else alpha_bar_min,
+            alpha_bar_min=alpha_bar_min,
         )
-        out.append(res.optimized.renamed(f"vrg(gamma={gamma:g})"))
+        out.append(trajectory if gamma == 0.0 else traj.renamed(f"vrg(gamma={gamma:g})"))
     return tuple(out)
 
 

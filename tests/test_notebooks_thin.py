@@ -1,0 +1,43 @@
+"""Every notebook is thin: its parameters, calls into the library, rendering and prose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+MAX_CODE_LINES = 150
+
+
+def _code(nb: Path) -> list[dict]:
+    return [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_thin(nb: Path) -> None:
+    cells = _code(nb)
+    src = "\n".join("".join(c["source"]) for c in cells)
+    lines = [ln for ln in src.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    defs = [ln.strip() for ln in src.splitlines() if ln.lstrip().startswith(("def ", "class "))]
+    loops = [ln.strip() for ln in src.splitlines() if ln.lstrip().startswith(("for ", "while "))]
+    assert len(lines) <= MAX_CODE_LINES, f"{nb.name}: {len(lines)} code lines"
+    assert not defs, f"{nb.name} defines {defs}: put it in the library"
+    assert not loops, f"{nb.name} loops {loops}: the library computes, the notebook shows"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_source_has_one_parameters_cell_and_no_outputs(nb: Path) -> None:
+    cells = _code(nb)
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{nb.name}: {len(tagged)} cells tagged parameters"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells)
+
+
+def test_the_rule_sees_a_fat_notebook(tmp_path: Path) -> None:
+    fat = {"cells": [{"cell_type": "code", "source": ["def f():\n", "    return 1\n"]}]}
+    p = tmp_path / "fat.ipynb"
+    p.write_text(json.dumps(fat))
+    with pytest.raises(AssertionError, match="defines"):
+        test_notebook_is_thin(p)

@@ -1,0 +1,113 @@
+"""Figure helpers: grids that wrap at the page's width and draw the library's own intervals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from vrg_analysis.report.theme import MAX_COLUMNS, colour, panel_size
+
+__all__ = ["interval_grid", "draw_intervals"]
+
+
+def draw_intervals(
+    ax: Any,
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    low: str | None,
+    high: str | None,
+    hue: str | None = None,
+    marker: str = "o",
+    linestyle: str = "-",
+    label_prefix: str = "",
+) -> None:
+    """Points (joined by lines) with error bars from the ``low``/``high`` columns, one colour per
+    ``hue`` value (the book's :func:`~vrg_analysis.report.theme.colour`)."""
+    groups = frame.groupby(hue, sort=False) if hue else [(None, frame)]
+    for key, g in groups:
+        g = g.sort_values(x)
+        yerr = None
+        if low is not None and high is not None:
+            yerr = np.clip(np.vstack([g[y] - g[low], g[high] - g[y]]), 0.0, None)
+        c = colour(str(key)) if key is not None else "#333333"
+        ax.errorbar(
+            g[x],
+            g[y],
+            yerr=yerr,
+            color=c,
+            marker=marker,
+            ls=linestyle,
+            capsize=2.5,
+            ms=4.5,
+            lw=1.3,
+            label=f"{label_prefix}{key}" if key is not None else label_prefix or None,
+        )
+
+
+def interval_grid(
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    low: str | None = None,
+    high: str | None = None,
+    col: str | None = None,
+    row: str | None = None,
+    hue: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    zero_line: bool = False,
+    log_x: bool = False,
+    log_y: bool = False,
+    sharey: bool | str = False,
+    titles: str = "{col_name}",
+) -> sns.FacetGrid:
+    """A seaborn ``FacetGrid`` (``col`` wrapped at three panels a row) of ``y`` against ``x`` with
+    the library's intervals ``low``/``high`` as error bars, one colour per ``hue`` value."""
+    n_cols = frame[col].nunique() if col else 1
+    wrap = min(n_cols, MAX_COLUMNS) if col and not row else None
+    height, aspect = panel_size(wrap or (n_cols if col else 1))
+    grid = sns.FacetGrid(
+        frame,
+        col=col,
+        row=row,
+        col_wrap=wrap,
+        height=height,
+        aspect=aspect,
+        sharey=sharey,
+        despine=False,
+    )
+    for (i, j, _), sub in grid.facet_data():
+        if sub.empty:
+            continue
+        ax = grid.facet_axis(i, j)
+        draw_intervals(ax, sub, x=x, y=y, low=low, high=high, hue=hue)
+    for ax in grid.axes.flat:
+        if zero_line:
+            ax.axhline(0.0, color="k", lw=0.8)
+        if log_x:
+            ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+    grid.set_axis_labels(xlabel or x, ylabel or y)
+    if col or row:
+        grid.set_titles(titles if not row else "{row_name} | {col_name}")
+    if hue:
+        handles, labels = grid.axes.flat[0].get_legend_handles_labels()
+        grid.figure.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=min(len(labels), 4),
+            frameon=False,
+            bbox_to_anchor=(0.5, -0.02),
+        )
+        grid.figure.subplots_adjust(bottom=0.18)
+    plt.close(grid.figure)
+    return grid
