@@ -16,6 +16,11 @@ class GaussianOracle:
         self.schedule = schedule or NoiseSchedule.linear()
         self.calls = 0
 
+    @property
+    def identity(self) -> str:
+        """What this oracle is (its parameter and schedule), so a checkpoint can be keyed."""
+        return f"GaussianOracle(c={self.c!r}, schedule={self.schedule.name})"
+
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         a = torch.as_tensor(self.schedule.alpha_bar(t.double().numpy()), dtype=x.dtype)

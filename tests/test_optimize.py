@@ -44,7 +44,7 @@ def test_acceptance_on_official_profile(official):
     assert res.cpe_final <= 0.4190
     assert res.cpe_final < CPE_OPTIMIZED  # beats the official optimiser's 0.423855
     assert res.regularizer_final <= 1e-6
-    assert res.wall_time_s < 1.0
+    assert res.iterations < 500  # the solver's work (its wall time is a benchmark's business)
     assert res.converged and res.moved
     assert res.optimized.K == traj.K
     assert res.cpe_final == pytest.approx(cumulative_prediction_error(res.optimized, profile))

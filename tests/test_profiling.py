@@ -100,6 +100,7 @@ class _Interrupting:
     def __init__(self, model, k):
         self.model, self.k, self.calls = model, k, 0
         self.schedule = model.schedule
+        self.identity = model.identity  # it predicts what the wrapped model predicts
 
     def __call__(self, x, t):
         if self.calls >= self.k:

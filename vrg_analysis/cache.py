@@ -10,8 +10,11 @@ A study's expensive result (a profile, a table of sampled metrics) is stored und
 
 The store is a folder (``VRG_CACHE_DIR``, default ``~/.cache/vrg-analysis``; the Makefile points
 it inside ``_build`` so a fresh clone starts empty). Each entry is ``<name>-<key>.pkl`` with a
-``.json`` sidecar recording the parameters and input hashes. Entries are written atomically (a
-crash leaves no half-written entry) and an unreadable entry is recomputed, with a warning.
+``.json`` sidecar recording the parameters, the input hashes and the sha256 of the entry's bytes.
+Entries are written atomically (a crash leaves no half-written entry); an entry whose bytes do not
+match its checksum, or that cannot be read, is recomputed with a warning; temporary files left by
+an interrupted write are removed once they are an hour old; a folder that cannot be written to
+costs the caching, never the result.
 The pickles are the library's own local state: never point ``VRG_CACHE_DIR`` at files from
 elsewhere. ``VRG_CACHE=off`` (or ``enabled=False``) turns the cache off.
 """
@@ -25,6 +28,7 @@ import logging
 import math
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -151,21 +155,75 @@ def cached(
         return compute()
     folder = Path(directory) if directory is not None else cache_dir()
     path = folder / f"{name}-{key}.pkl"
+    sidecar_path = path.with_suffix(".json")
+    _remove_orphans(folder)
     if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                value: T = pickle.load(fh)
+        hit = _read_entry(path, sidecar_path)
+        if hit is not None:
             log.info("cache hit: %s", path)
-            return value
-        except Exception as err:  # a corrupt or foreign entry is recomputed, never trusted
-            log.warning("cache entry %s is unreadable (%s); recomputing", path, err)
+            return hit[0]
     value = compute()
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as fh:
-        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    sidecar = {**record, "key": key, "provenance": provenance()}
-    with atomic_open(path.with_suffix(".json"), "w") as fh:
-        json.dump(sidecar, fh, indent=2)
-        fh.write("\n")
-    log.info("cache store: %s", path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        with atomic_open(path, "wb") as fh:
+            fh.write(blob)
+        sidecar = {
+            **record,
+            "key": key,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "provenance": provenance(),
+        }
+        with atomic_open(sidecar_path, "w") as fh:
+            json.dump(sidecar, fh, indent=2)
+            fh.write("\n")
+        log.info("cache store: %s", path)
+    except OSError as err:  # the result is computed: hand it back, whatever the store does
+        log.warning(
+            "cannot store %s in the cache folder %s (%s); result not cached", name, folder, err
+        )
     return value
+
+
+#: Age after which a leftover temporary file of an interrupted write is removed (seconds).
+ORPHAN_AGE_S = 3600.0
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Delete temporary files that an interrupted write left behind (older than an hour, so a
+    write in progress in another process is never touched)."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > ORPHAN_AGE_S:
+                tmp.unlink()
+                log.info("removed an orphan temporary file %s", tmp)
+        except OSError:  # another process removed it first, or no permission: leave it
+            pass
+
+
+def _read_entry(path: Path, sidecar_path: Path) -> tuple[Any] | None:
+    """The stored value if the entry's bytes match the checksum its sidecar records, else
+    ``None`` with a warning (a changed, truncated or foreign entry is recomputed, never trusted)."""
+    try:
+        blob = path.read_bytes()
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, ValueError) as err:
+        log.warning("cache entry %s has no readable sidecar (%s); recomputing", path, err)
+        return None
+    digest = hashlib.sha256(blob).hexdigest()
+    if sidecar.get("sha256") != digest:
+        log.warning(
+            "cache entry %s does not match its checksum (%s, the sidecar records %s); recomputing",
+            path,
+            digest,
+            sidecar.get("sha256"),
+        )
+        return None
+    try:
+        return (pickle.loads(blob),)
+    except Exception as err:  # noqa: BLE001 - a corrupt or foreign entry is recomputed
+        log.warning("cache entry %s is unreadable (%s); recomputing", path, err)
+        return None

@@ -4,19 +4,23 @@
     vrg-analysis cpe --profile MSE_vs_alpha_bar_cifar10.txt --trajectory traj.json
     vrg-analysis optimize --profile P --trajectory T [--gamma 0.01] [--reg-lambda 100]
                           [--method exact|mlp_sgd] [--keep-start] --out vrg.json
-    vrg-analysis train digits-unet [--out-dir data/models] [--steps N]
+    vrg-analysis train digits-unet [--out-dir DIR] [--steps N] [--device auto|cpu|cuda]
     vrg-analysis audit --model mixture-2d|digits|FOLDER [--data D] [--device cuda] --out DIR
                        [--quick]
 
 Profiles are read from ``.npz`` (:meth:`ErrorProfile.save`) or the official text format;
-trajectories from JSON (:meth:`Trajectory.save`) or the official text format.
+trajectories from JSON (:meth:`Trajectory.save`) or the official text format. Every place a
+command writes to is checked before the work starts; an error is one line on stderr with exit
+status 2 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +34,18 @@ from vrg_analysis.models.checkpoints import MODELS_DIR
 from vrg_analysis.training import RECIPES, train
 from vrg_analysis.vrg.optimize import METHODS, optimize_trajectory
 
-__all__ = ["main", "load_profile", "load_trajectory"]
+__all__ = [
+    "main",
+    "load_profile",
+    "load_trajectory",
+    "check_output_file",
+    "check_output_dir",
+    "CommandError",
+]
+
+
+class CommandError(ValueError):
+    """A bad argument or an unusable path: reported as one line, exit status 2."""
 
 
 def load_profile(
@@ -39,62 +54,253 @@ def load_profile(
     """An ``.npz`` profile or an official ``ts alpha_bar MSE`` text file."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"profile file not found: {p}")
+        raise CommandError(f"profile file not found: {p}")
     if p.suffix == ".npz":
         return ErrorProfile.load(p)
     return read_official_profile(p, second_column, schedule)  # type: ignore[arg-type]
 
 
-def load_trajectory(path: str | Path) -> Trajectory:
-    """A JSON trajectory or an official alpha_bar text file."""
+def load_trajectory(path: str | Path, first_is_t0: bool | None = None) -> Trajectory:
+    """A JSON trajectory or an official alpha_bar text file (``first_is_t0``: whether a bare
+    file's first value is a DPM-Solver timestep-0 entry; ``None``: from its header)."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"trajectory file not found: {p}")
-    return Trajectory.load(p) if p.suffix == ".json" else read_official_trajectory(p)
+        raise CommandError(f"trajectory file not found: {p}")
+    if p.suffix == ".json":
+        return Trajectory.load(p)
+    return read_official_trajectory(p, first_is_t0=first_is_t0)
+
+
+def _writable_dir(folder: Path, what: str) -> None:
+    """``folder`` exists (or can be created) and a file can be created in it."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"{what}: {existing} is a file, so {folder} cannot be a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandError(f"{what}: no permission to write in {existing}")
+    if existing == folder:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise CommandError(f"{what}: cannot write in {folder} ({exc.strerror})") from exc
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> Path:
+    """Refuse, before any work, an output file that cannot be written: a path that is a folder,
+    or whose folder cannot be created or written to."""
+    p = Path(path)
+    if p.is_dir():
+        raise CommandError(f"{what}: {p} is a folder; give a file name (e.g. {p / 'result.json'})")
+    _writable_dir(p.parent if str(p.parent) else Path("."), what)
+    return p
+
+
+def check_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that cannot be created or written to."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CommandError(f"{what}: {p} is a file, not a folder")
+    _writable_dir(p, what)
+    return p
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative; give an integer >= 0")
+    return v
+
+
+def _pos_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
+def _unit_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"{v} must lie in (0, 1)")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v >= 0.0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"{v} must be a finite number >= 0")
+    return v
+
+
+def _profile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile",
+        required=True,
+        metavar="FILE",
+        help="the error profile w(alpha_bar): an .npz written by ErrorProfile.save or the official "
+        "text format 'ts alpha_bar MSE' (e.g. MSE_vs_alpha_bar_cifar10.txt)",
+    )
+    p.add_argument(
+        "--trajectory",
+        required=True,
+        metavar="FILE",
+        help="the trajectory: a JSON file written by `baseline --out` or Trajectory.save, or an "
+        "official alpha_bar text file (e.g. dpm_alphaBar_1-010-time_quadratic.txt)",
+    )
+    p.add_argument(
+        "--second-column",
+        choices=("alpha_bar", "one_minus_beta"),
+        default="alpha_bar",
+        help="what an official text profile's second column holds (default: alpha_bar; the "
+        "LSUN-Bedroom file holds 1 - beta_t: one_minus_beta, with --schedule)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULE_NAMES,
+        help="the model's noise schedule (1000 steps); needed to read a one_minus_beta profile, "
+        "and for optimize it keeps every level a timestep of the schedule (default: none)",
+    )
+    t0 = p.add_mutually_exclusive_group()
+    t0.add_argument(
+        "--first-is-t0",
+        dest="first_is_t0",
+        action="store_const",
+        const=True,
+        help="a bare trajectory file's first value is a DPM-Solver timestep-0 entry, not a step "
+        "(default: read it from the file's '# steps : K' header; a file without one is refused)",
+    )
+    t0.add_argument(
+        "--all-steps",
+        dest="first_is_t0",
+        action="store_const",
+        const=False,
+        help="every value of a bare trajectory file is a step",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="vrg-analysis", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = argparse.ArgumentParser(
+        prog="vrg-analysis",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `vrg-analysis COMMAND --help` for each command's options and an example.",
+    )
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
 
-    b = sub.add_parser("baseline", help="write a baseline trajectory as JSON")
-    b.add_argument("name", choices=sorted(BASELINES))
-    b.add_argument("steps", type=int)
-    b.add_argument("--schedule", default="linear", choices=SCHEDULE_NAMES)
-    b.add_argument("--out", type=Path)
+    b = sub.add_parser(
+        "baseline",
+        help="write a baseline trajectory as JSON",
+        description="A baseline trajectory of K levels (noisiest first) as JSON on stdout.",
+        epilog="example: vrg-analysis baseline time_quadratic 10 --out tq10.json",
+        formatter_class=fmt,
+    )
+    b.add_argument(
+        "name", choices=sorted(BASELINES), help="the baseline: how the levels are spaced"
+    )
+    b.add_argument("steps", type=_pos_int, help="K, the number of levels (sampling steps), >= 1")
+    b.add_argument(
+        "--schedule",
+        default="linear",
+        choices=SCHEDULE_NAMES,
+        help="noise schedule (default linear)",
+    )
+    b.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON to FILE")
 
-    c = sub.add_parser("cpe", help="cumulative prediction error of a trajectory")
-    o = sub.add_parser("optimize", help="VRG-optimise a trajectory")
-    for p in (c, o):
-        p.add_argument("--profile", required=True)
-        p.add_argument("--trajectory", required=True)
-        p.add_argument(
-            "--second-column",
-            choices=("alpha_bar", "one_minus_beta"),
-            default="alpha_bar",
-            help="what an official text profile's second column holds (Bedroom: one_minus_beta)",
-        )
-        p.add_argument(
-            "--schedule",
-            choices=SCHEDULE_NAMES,
-            help="the model's schedule: reads a one_minus_beta profile and, for optimize, caps "
-            "the least noisy level at alpha_bar(0)",
-        )
-    o.add_argument("--gamma", type=float, default=0.01)
-    o.add_argument("--reg-lambda", type=float, default=100.0)
-    o.add_argument("--method", choices=METHODS, default="exact")
-    o.add_argument("--keep-start", action="store_true")
-    o.add_argument("--out", type=Path, help="write the full result as JSON")
+    c = sub.add_parser(
+        "cpe",
+        help="cumulative prediction error of a trajectory",
+        description="CPE = sum_k (sigma_k - sigma_{k-1})^2 w(alpha_bar_k) (the paper's Eq. 10), "
+        "printed with 6 decimals.",
+        epilog="example: vrg-analysis cpe --profile MSE_vs_alpha_bar_cifar10.txt "
+        "--trajectory dpm_alphaBar_1-010-time_quadratic.txt   (prints 0.501388)",
+        formatter_class=fmt,
+    )
+    _profile_options(c)
+
+    o = sub.add_parser(
+        "optimize",
+        help="VRG-optimise a trajectory",
+        description="Minimise CPE + reg_lambda (a_K - a_K_orig)^2 with every per-step ratio inside "
+        "its gamma box; prints CPE before and after, the start level's move and convergence.",
+        epilog="example: vrg-analysis optimize --profile MSE_vs_alpha_bar_cifar10.txt "
+        "--trajectory tq10.json --schedule linear --keep-start --out vrg.json",
+        formatter_class=fmt,
+    )
+    _profile_options(o)
+    o.add_argument(
+        "--gamma",
+        type=_unit_float,
+        default=0.01,
+        help="learning portion: how far each ratio may move, in (0, 1) (default 0.01, the paper's)",
+    )
+    o.add_argument(
+        "--reg-lambda",
+        type=_nonneg_float,
+        default=100.0,
+        help="weight of the start-level penalty, >= 0 (default 100, the official code's)",
+    )
+    o.add_argument(
+        "--method",
+        choices=METHODS,
+        default="exact",
+        help="exact: the bounded solver (seconds); mlp_sgd: the paper's MLP + 3000 SGD steps "
+        "(minutes) (default exact)",
+    )
+    o.add_argument(
+        "--keep-start",
+        action="store_true",
+        help="hold the noisiest level exactly instead of the penalty (exact method only)",
+    )
+    o.add_argument(
+        "--out", type=Path, metavar="FILE", help="write the full result (both trajectories) as JSON"
+    )
 
     tr = sub.add_parser(
         "train",
-        help="train a shipped testbed model (deterministic: same seed and steps give the same "
+        help="train a shipped model (deterministic: same recipe, seed and threads give the same "
         "sha256 on the same machine and torch build)",
+        description="Train a recipe and write <name>.pt with its card <name>.json.",
+        epilog="example: vrg-analysis train digits-unet --out-dir /tmp/models --steps 100",
+        formatter_class=fmt,
     )
-    tr.add_argument("name", help=f"one of {sorted(RECIPES)}")
-    tr.add_argument("--out-dir", type=Path, default=MODELS_DIR)
-    tr.add_argument("--steps", type=int, help="override the recipe's number of steps")
-    tr.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    tr.add_argument("name", help=f"the recipe, one of {', '.join(sorted(RECIPES))}")
+    tr.add_argument(
+        "--out-dir",
+        type=Path,
+        default=MODELS_DIR,
+        metavar="DIR",
+        help=f"where to write the checkpoint and card (default the shipped {MODELS_DIR})",
+    )
+    tr.add_argument(
+        "--steps", type=_pos_int, help="override the recipe's number of optimiser steps"
+    )
+    tr.add_argument("--threads", type=_pos_int, default=1, help="torch CPU threads (default 1)")
+    tr.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N, or auto (CUDA with the recipe's GPU variant when available) "
+        "(default cpu)",
+    )
+    tr.add_argument(
+        "--resume-every",
+        type=_pos_int,
+        metavar="N",
+        help="write a resumable training state every N steps (a killed run continues from it)",
+    )
     tr.add_argument("--progress", action="store_true", help="show a progress bar")
     tr.add_argument(
         "--force",
@@ -103,102 +309,130 @@ def _parser() -> argparse.ArgumentParser:
         "shipped, hash-pinned model is never replaced by accident); without it, train into "
         "another --out-dir and compare the printed sha256 with the shipped card's",
     )
+
     au = sub.add_parser(
         "audit",
-        help="run the three assumption-audit notebooks on a model and write the executed "
-        "notebooks, the verdict table (CSV and Markdown) and the figures into --out",
+        help="audit VRG's assumptions on a model; write the verdicts, figures and notebooks",
+        description="Run the assumption audits (zero mean and Gaussianity, step independence, "
+        "transfer and anisotropy) on a model and write into --out the executed notebooks, one "
+        "verdict table per audit (verdicts/*.csv), the combined verdicts.csv and verdicts.md, "
+        "and the figures.",
+        epilog="examples:\n  vrg-analysis audit --model mixture-2d --out audit/ --quick\n"
+        "  vrg-analysis audit --model ./ddpm-folder --data train.npz --device cuda --out audit/",
+        formatter_class=fmt,
     )
     au.add_argument(
         "--model",
         required=True,
-        help="a testbed (mixture-2d, mixture-8d, digits, digits-cond) "
-        "or a folder with a diffusers checkpoint (unet/ and scheduler/)",
+        help="a testbed (mixture-2d, mixture-8d, digits, digits-cond) or a folder holding a "
+        "diffusers checkpoint (unet/ and scheduler/)",
     )
     au.add_argument(
         "--data",
-        help="the model's training data (.npz, .npy or an image folder); "
-        "needed for a checkpoint folder",
+        help="the model's training data (.npz, .npy or an image folder); needed for a folder",
     )
-    au.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    au.add_argument("--out", required=True, type=Path, help="output folder")
+    au.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    au.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     au.add_argument("--quick", action="store_true", help="small sample sizes: a first look")
-    au.add_argument("--seed", type=int, default=0)
+    au.add_argument(
+        "--seed", type=_nonneg_int, default=0, help="seed of every random draw, >= 0 (default 0)"
+    )
     return ap
 
 
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "baseline":
+        out = check_output_file(args.out) if args.out else None
+        traj = baseline(args.name, NoiseSchedule.from_name(args.schedule), args.steps)
+        if out is not None:
+            traj.save(out)
+        print(traj.to_json())
+    elif args.command == "cpe":
+        schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
+        profile = load_profile(args.profile, args.second_column, schedule)
+        traj = load_trajectory(args.trajectory, args.first_is_t0)
+        print(f"{cumulative_prediction_error(traj, profile):.6f}")
+    elif args.command == "optimize":
+        out = check_output_file(args.out) if args.out else None
+        if args.keep_start and args.method != "exact":
+            raise CommandError("--keep-start needs --method exact")
+        schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
+        profile = load_profile(args.profile, args.second_column, schedule)
+        traj = load_trajectory(args.trajectory, args.first_is_t0)
+        res = optimize_trajectory(
+            traj,
+            profile,
+            gamma=args.gamma,
+            reg_lambda=args.reg_lambda,
+            method=args.method,
+            keep_start=args.keep_start,
+            alpha_bar_max=None if schedule is None else schedule.alpha_bar_max,
+            alpha_bar_min=(
+                None
+                if schedule is None or args.keep_start or args.method != "exact"
+                else min(schedule.alpha_bar_min, float(traj.alpha_bar[0]))
+            ),
+        )
+        if out is not None:
+            atomic_write_text(out, json.dumps(res.to_dict(), indent=2) + "\n")
+        print(
+            f"CPE {res.cpe_initial:.6f} -> {res.cpe_final:.6f} "
+            f"(start level moved {100 * res.start_level_shift:+.1f}%, "
+            f"converged={res.converged}, {res.wall_time_s:.3f}s)"
+        )
+    elif args.command == "train":
+        out_dir = check_output_dir(args.out_dir, "--out-dir")
+        target = out_dir / f"{args.name}.pt"
+        if target.exists() and not args.force:
+            raise CommandError(
+                f"{target} exists (a shipped or earlier checkpoint); pass --force to replace "
+                "it, or --out-dir DIR to reproduce it elsewhere and compare sha256"
+            )
+        r = train(
+            args.name,
+            out_dir,
+            steps=args.steps,
+            num_threads=args.threads,
+            progress=args.progress,
+            device=None if args.device == "auto" else args.device,
+            resume_every=args.resume_every,
+        )
+        print(
+            f"{r.name}: {r.steps} steps in {r.wall_time_s:.1f}s, final loss "
+            f"{r.final_loss:.5f}, held-out loss {r.held_out_loss:.5f}\n"
+            f"wrote {r.weights_path} (sha256 {r.sha256}) and {r.card_path}"
+        )
+    else:  # audit
+        out = check_output_dir(args.out)
+        run = run_audit(
+            args.model,
+            out,
+            data=args.data,
+            device=args.device,
+            quick=args.quick,
+            seed=args.seed,
+        )
+        print(format_summary(run.verdicts))
+        print(
+            f"wrote {run.csv}, {run.markdown} and {len(run.notebooks)} notebooks in {run.out_dir}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; returns the exit status (0 ok, 2 a bad argument or input, 1 a failure)."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "baseline":
-            traj = baseline(args.name, NoiseSchedule.from_name(args.schedule), args.steps)
-            text = traj.to_json()
-            if args.out:
-                traj.save(args.out)
-            print(text)
-        elif args.command == "cpe":
-            schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
-            profile = load_profile(args.profile, args.second_column, schedule)
-            cpe = cumulative_prediction_error(load_trajectory(args.trajectory), profile)
-            print(f"{cpe:.6f}")
-        elif args.command == "audit":
-            run = run_audit(
-                args.model,
-                args.out,
-                data=args.data,
-                device=args.device,
-                quick=args.quick,
-                seed=args.seed,
-            )
-            print(format_summary(run.verdicts))
-            print(
-                f"wrote {run.csv}, {run.markdown} and {len(run.notebooks)} notebooks in "
-                f"{run.out_dir}"
-            )
-        elif args.command == "train":
-            target = Path(args.out_dir) / f"{args.name}.pt"
-            if target.exists() and not args.force:
-                raise ValueError(
-                    f"{target} exists (a shipped or earlier checkpoint); pass --force to replace "
-                    "it, or --out-dir DIR to reproduce it elsewhere and compare sha256"
-                )
-            r = train(
-                args.name,
-                args.out_dir,
-                steps=args.steps,
-                num_threads=args.threads,
-                progress=args.progress,
-            )
-            print(
-                f"{r.name}: {r.steps} steps in {r.wall_time_s:.1f}s, final loss "
-                f"{r.final_loss:.5f}, held-out loss {r.held_out_loss:.5f}\n"
-                f"wrote {r.weights_path} (sha256 {r.sha256}) and {r.card_path}"
-            )
-        else:
-            schedule = NoiseSchedule.from_name(args.schedule) if args.schedule else None
-            profile = load_profile(args.profile, args.second_column, schedule)
-            traj = load_trajectory(args.trajectory)
-            res = optimize_trajectory(
-                traj,
-                profile,
-                gamma=args.gamma,
-                reg_lambda=args.reg_lambda,
-                method=args.method,
-                keep_start=args.keep_start,
-                alpha_bar_max=None if schedule is None else schedule.alpha_bar_max,
-                alpha_bar_min=(
-                    None
-                    if schedule is None or args.keep_start or args.method != "exact"
-                    else min(schedule.alpha_bar_min, float(traj.alpha_bar[0]))
-                ),
-            )
-            if args.out:
-                atomic_write_text(args.out, json.dumps(res.to_dict(), indent=2) + "\n")
-            print(
-                f"CPE {res.cpe_initial:.6f} -> {res.cpe_final:.6f} "
-                f"(start level moved {100 * res.start_level_shift:+.1f}%, "
-                f"converged={res.converged}, {res.wall_time_s:.3f}s)"
-            )
-    except (ValueError, TypeError, RuntimeError) as exc:
+        _run(args)
+    except (ValueError, TypeError, FileNotFoundError, PermissionError) as exc:
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless --debug
+        if args.debug:
+            raise
+        print(
+            f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr
+        )
+        return 1
     return 0

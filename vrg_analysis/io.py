@@ -147,28 +147,43 @@ def provenance() -> dict[str, str]:
     return info
 
 
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; a directory, a binary file or another encoding is refused
+    with the path named."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a text file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); a binary file, or "
+            "text in another encoding (e.g. UTF-16): save it as UTF-8"
+        ) from exc
+
+
 def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped text) of every non-empty, non-comment line."""
-    with open(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if line and not line.startswith("#"):
-                yield lineno, line
+    for lineno, raw in enumerate(_text_lines(path), start=1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            if "\x00" in line:
+                raise ValueError(f"{path}:{lineno}: holds a NUL byte: not a text file")
+            yield lineno, line
 
 
 def _header_field(path: Path, key: str) -> str | None:
     """Value of a ``# key : value`` header line of an official file, if present."""
-    with open(path) as fh:
-        for raw in fh:
-            if not raw.strip():
-                continue
-            if not raw.startswith("#"):
-                break
-            body = raw[1:].strip()
-            if ":" in body:
-                k, v = body.split(":", 1)
-                if k.strip() == key:
-                    return v.strip()
+    for raw in _text_lines(path):
+        if not raw.strip():
+            continue
+        if not raw.startswith("#"):
+            break
+        body = raw[1:].strip()
+        if ":" in body:
+            k, v = body.split(":", 1)
+            if k.strip() == key:
+                return v.strip()
     return None
 
 
@@ -200,14 +215,16 @@ def read_official_columns(
 
 
 def read_official_trajectory_values(
-    path: str | Path,
+    path: str | Path, first_is_t0: bool | None = None
 ) -> tuple[NDArray[np.float64], bool, NDArray[np.int64]]:
     """alpha_bar values of an official trajectory file, least noisy first, as written.
 
-    Two layouts exist: the DPM-Solver files (one value a line, the first belonging to timestep 0)
-    and the optimiser's output (``alpha_bar : ts: ...`` lines, every value a step). Returns the
-    values and whether the first one is the timestep-0 entry. When the header states ``steps``,
-    the count is checked, so a truncated file is reported as such.
+    Two layouts exist: the DPM-Solver files (one value a line, the first belonging to timestep 0,
+    with a ``# steps : K`` header) and the optimiser's output (``alpha_bar : ts: ...`` lines, every
+    value a step). Returns the values and whether the first one is the timestep-0 entry. When the
+    header states ``steps``, the count decides (so a truncated file is reported as such). A file
+    of bare values with no ``steps`` header is ambiguous (is the first value a step?): it is
+    refused unless ``first_is_t0`` says which it is.
     """
     path = Path(path)
     values: list[float] = []
@@ -230,6 +247,15 @@ def read_official_trajectory_values(
         raise ValueError(f"{path}: no alpha_bar values found (empty or truncated file)")
     has_t0 = not detailed
     steps = _header_field(path, "steps")
+    if first_is_t0 is not None:
+        has_t0 = bool(first_is_t0)
+    elif not detailed and steps is None:
+        raise ValueError(
+            f"{path}: {len(values)} bare alpha_bar values and no '# steps : K' header, so it is "
+            "ambiguous whether the first value is the timestep-0 entry of a DPM-Solver file "
+            "(not a step) or a step: add the header, or pass first_is_t0=True/False "
+            "(command line: --first-is-t0 / --all-steps)"
+        )
     if steps is not None:
         try:
             expected = int(steps) + (1 if has_t0 else 0)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 Outside = Literal["error", "clamp", "linear"]
 _OPTIONAL = ("mean", "variance", "skewness", "kurtosis", "count", "mse_sem", "timesteps")
+_NON_NEGATIVE = ("variance", "count", "mse_sem", "timesteps")
 # Optional per-level arrays with a second axis: per-dimension statistics [levels, d] and the
 # reservoir of raw errors [levels, capacity] (NaN where a level saw fewer elements than capacity).
 _OPTIONAL_2D = ("dim_mean", "dim_var", "reservoir")
@@ -91,7 +92,31 @@ class ErrorProfile:
             arr = np.asarray(v, dtype=np.float64)
             if arr.shape != order.shape:
                 raise ValueError(f"profile {name} has shape {arr.shape}, expected {order.shape}")
+            bad = np.flatnonzero(~np.isfinite(arr))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(f"profile {name}[{i}] = {float(arr[i])!r} is not finite")
+            if name in _NON_NEGATIVE:
+                neg = np.flatnonzero(arr < 0.0)
+                if neg.size:
+                    i = int(neg[0])
+                    raise ValueError(
+                        f"profile {name}[{i}] = {float(arr[i])!r} is negative (a {name} is >= 0)"
+                    )
             object.__setattr__(self, name, frozen_array(arr[order]))
+        if self.timesteps is not None:
+            _check_start_near_one(self.alpha_bar, self.timesteps, "profile")
+            # alpha_bar must fall as the timestep rises (a schedule's cumulative product)
+            by_t = np.argsort(self.timesteps, kind="stable")
+            a_t, t_sorted = self.alpha_bar[by_t], self.timesteps[by_t]
+            rises = np.flatnonzero(np.diff(a_t) >= 0.0)
+            if rises.size:
+                i = int(rises[0])
+                raise ValueError(
+                    f"profile alpha_bar must fall as the timestep rises, but alpha_bar "
+                    f"{a_t[i]:.6g} at t = {t_sorted[i]:g} is followed by {a_t[i + 1]:.6g} at "
+                    f"t = {t_sorted[i + 1]:g}: columns swapped, or a column that is not alpha_bar"
+                )
         for name in _OPTIONAL_2D:
             v = getattr(self, name)
             if v is None:
@@ -182,13 +207,23 @@ class ErrorProfile:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: not a readable profile archive ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - truncated, bit-flipped, empty, not a zip...
+            raise ValueError(
+                f"{path}: not a readable profile archive ({type(exc).__name__}: {exc})"
+            ) from exc
         for key in ("alpha_bar", "mse", "metadata_json"):
             if key not in data:
                 raise ValueError(f"{path}: profile archive lacks the array {key!r}")
-        meta = json.loads(str(data.pop("metadata_json")))
-        return cls(metadata=meta, **data)
+        unknown = sorted(
+            set(data) - {"alpha_bar", "mse", "metadata_json", *_OPTIONAL, *_OPTIONAL_2D}
+        )
+        if unknown:
+            raise ValueError(f"{path}: profile archive has unknown arrays {unknown}")
+        try:
+            meta = json.loads(str(data.pop("metadata_json")))
+            return cls(metadata=meta, **data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
     def __repr__(self) -> str:
         lo, hi = self.alpha_bar_range
@@ -227,6 +262,7 @@ def read_official_profile(
     if second_column == "one_minus_beta":
         alpha_bar = _alpha_bar_from_one_minus_beta(path, ts, col, mse, linenos, schedule)
     elif second_column == "alpha_bar":
+        _check_alpha_bar_column(path, ts, col, mse, linenos)
         alpha_bar = col
     else:
         raise ValueError(
@@ -252,6 +288,52 @@ def read_official_profile(
         return ErrorProfile(alpha_bar=alpha_bar, mse=mse, timesteps=ts, metadata=meta)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+#: alpha_bar at timestep 0 of every common schedule is above this (linear 0.9999, cosine 0.99996,
+#: scaled-linear 0.99915): a profile whose timestep-0 level is lower is reading another column.
+MIN_ALPHA_BAR_AT_T0 = 0.99
+
+
+def _check_start_near_one(alpha_bar: FloatArray, timesteps: FloatArray, where: str) -> None:
+    at0 = np.flatnonzero(np.asarray(timesteps) == 0)
+    if at0.size and float(alpha_bar[int(at0[0])]) < MIN_ALPHA_BAR_AT_T0:
+        raise ValueError(
+            f"{where}: alpha_bar at timestep 0 is {float(alpha_bar[int(at0[0])]):.6g}, but a "
+            f"diffusion schedule starts near 1 (>= {MIN_ALPHA_BAR_AT_T0}): is the column "
+            "alpha_bar (columns swapped?)"
+        )
+
+
+def _check_alpha_bar_column(
+    path: Path, ts: FloatArray, col: FloatArray, mse: FloatArray, linenos: NDArray[np.int64]
+) -> None:
+    """A second column read as alpha_bar must be one: in [0, 1), falling as the timestep rises
+    (ties allowed: the files round to 6 decimals), and, when the file reaches the end of a
+    schedule (a timestep >= 900), down to the noisy levels near 0. The LSUN-Bedroom file's
+    column is ``1 - beta_t`` (all near 1): refused with the option that reads it."""
+    rows = ~((col == 0.0) & (mse == 0.0))  # the official safeguard row
+    c, t, lines = col[rows], ts[rows], linenos[rows]
+    _check_start_near_one(c, t, str(path))
+    bad = np.flatnonzero((c < 0.0) | (c >= 1.0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{path}:{lines[i]}: alpha_bar = {c[i]!r} is outside [0, 1)")
+    rises = np.flatnonzero(np.diff(c) > 0.0)
+    if rises.size:
+        i = int(rises[0]) + 1
+        raise ValueError(
+            f"{path}:{lines[i]}: alpha_bar rises from {c[i - 1]:.6g} to {c[i]:.6g} as the "
+            f"timestep rises to {t[i]:g}: the second column is not alpha_bar (columns swapped?)"
+        )
+    if c.size and float(t.max()) >= 900 and float(c.min()) > 0.5:
+        raise ValueError(
+            f"{path}: the second column stays in [{c.min():.6g}, {c.max():.6g}] up to timestep "
+            f"{t.max():g}, so it cannot be alpha_bar (which falls towards 0 at the end of a "
+            "schedule): it looks like 1 - beta_t (as in the LSUN-Bedroom file); read it with "
+            "second_column='one_minus_beta' and the model's schedule (command line: "
+            "--second-column one_minus_beta --schedule linear)"
+        )
 
 
 def _alpha_bar_from_one_minus_beta(

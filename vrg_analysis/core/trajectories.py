@@ -281,13 +281,17 @@ def dpm_solver_levels(
     return Trajectory(alpha_bar_from_lambda(np.array(lam)), name=f"dpm_solver_{order}_logsnr")
 
 
-def read_official_trajectory(path: str | Path, name: str | None = None) -> Trajectory:
+def read_official_trajectory(
+    path: str | Path, name: str | None = None, *, first_is_t0: bool | None = None
+) -> Trajectory:
     """Read an official VRG / DPM-Solver trajectory file (alpha_bar, least noisy first).
 
     The DPM-Solver files start with the value of timestep 0, which is not a sampling step and is
-    dropped; the optimiser's detailed output lists steps only. See :mod:`vrg_analysis.io`.
+    dropped; the optimiser's detailed output lists steps only. A file of bare values without a
+    ``steps`` header is refused unless ``first_is_t0`` says whether its first value is that
+    timestep-0 entry (:func:`~vrg_analysis.io.read_official_trajectory_values`).
     """
-    values, has_t0, linenos = read_official_trajectory_values(path)
+    values, has_t0, linenos = read_official_trajectory_values(path, first_is_t0)
     if has_t0:
         values, linenos = values[1:], linenos[1:]
     if values.size < 1:

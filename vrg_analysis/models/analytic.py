@@ -50,7 +50,8 @@ from torch import Tensor
 
 from vrg_analysis._checks import frozen_array
 from vrg_analysis.core.schedules import NoiseSchedule
-from vrg_analysis.models import EpsModel
+from vrg_analysis.io import sha256_array
+from vrg_analysis.models.protocol import EpsModel, identity_of, model_identity
 
 __all__ = [
     "GaussianMixture",
@@ -498,6 +499,11 @@ class OptimalEpsModel:
         eps = self.mixture.optimal_eps(x.detach().to(torch.float64), a_t)  # 2. eps* (T2)
         return eps.to(x.dtype)
 
+    @property
+    def identity(self) -> str:
+        """The mixture's parameters and the schedule: all ``eps*`` depends on."""
+        return identity_of("OptimalEpsModel", self.mixture.to_dict(), self.schedule.to_dict())
+
     def __repr__(self) -> str:
         return f"OptimalEpsModel({self.mixture!r}, schedule={self.schedule.name!r})"
 
@@ -607,6 +613,17 @@ class EmpiricalOptimalEpsModel:
             out[rows] = (flat[rows] - sa * (w @ data)) / var.sqrt()
         return out.reshape(x.shape).to(x.dtype)
 
+    @property
+    def identity(self) -> str:
+        """The data rows, their labels and the schedule: all (E1) depends on."""
+        return identity_of(
+            "EmpiricalOptimalEpsModel",
+            sha256_array(self.data.numpy()),
+            None if self.labels is None else sha256_array(self.labels.numpy()),
+            self.null_label,
+            self.schedule.to_dict(),
+        )
+
     def __repr__(self) -> str:
         return f"EmpiricalOptimalEpsModel({self.name!r}, N={self.data.shape[0]})"
 
@@ -661,6 +678,7 @@ class PlantedErrorModel:
         step_correlation: float = 0.0,
         seed: int = 0,
         df: int | None = None,
+        identity: str | None = None,
     ) -> None:
         if not callable(base) or not hasattr(base, "schedule"):
             raise TypeError(f"base must be an EpsModel (callable with .schedule), got {base!r}")
@@ -683,6 +701,7 @@ class PlantedErrorModel:
         if df is not None and (isinstance(df, bool) or int(df) != df or int(df) <= 2):
             raise ValueError(f"df must be an integer > 2 (finite variance) or None, got {df!r}")
         self.df = None if df is None else float(df)
+        self._identity = identity
         self.base = base
         self.schedule: NoiseSchedule = base.schedule
         self.std = std
@@ -692,6 +711,27 @@ class PlantedErrorModel:
         self._generator = torch.Generator()
         self._state: Tensor | None = None
         self.reset()
+
+    @property
+    def identity(self) -> str | None:
+        """The base model's identity and every parameter of the planted error; ``None`` when
+        ``std`` is a function that declares no ``identity`` and none was given (then a result
+        made with this model cannot be keyed: pass ``identity=``)."""
+        if self._identity is not None:
+            return self._identity
+        base = model_identity(self.base)
+        std = self.std if not callable(self.std) else model_identity(self.std)
+        if base is None or std is None:
+            return None
+        return identity_of(
+            "PlantedErrorModel",
+            base,
+            std,
+            self.bias.tolist(),
+            self.step_correlation,
+            self.seed,
+            self.df,
+        )
 
     # ----------------------------------------------------------------- noise stream
     def reset(self, seed: int | None = None) -> None:

@@ -56,12 +56,31 @@ def load_card(name: str, dir: str | Path = MODELS_DIR) -> dict[str, Any]:  # noq
             f"with `python -m vrg_analysis train {name} --out-dir {dir}`"
         )
     try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as exc:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{card_path} is not valid JSON: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ValueError(f"{card_path}: a model card is a JSON object, got {type(card).__name__}")
     for key in ("architecture", "sha256", "schedule"):
         if key not in card:
             raise ValueError(f"{card_path} lacks the field {key!r}")
+    arch = card["architecture"]
+    if (
+        not isinstance(arch, dict)
+        or not isinstance(arch.get("class"), str)
+        or not isinstance(arch.get("kwargs", {}), dict)
+    ):
+        raise ValueError(
+            f"{card_path}: 'architecture' must be an object with a 'class' name and a 'kwargs' "
+            f"object, got {arch!r}"
+        )
+    sha = card["sha256"]
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise ValueError(f"{card_path}: 'sha256' must be 64 hex digits, got {sha!r}")
+    try:
+        NoiseSchedule.from_dict(card["schedule"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{card_path}: 'schedule' is not a schedule ({exc!r})") from exc
     return card
 
 
@@ -85,7 +104,10 @@ def load_trained(name: str, dir: str | Path = MODELS_DIR) -> nn.Module:  # noqa:
     state = load_verified_state_dict(weights, card["sha256"])
     # 2. the architecture named by the card
     arch = card["architecture"]
-    model = build_network(arch["class"], dict(arch.get("kwargs", {})))
+    try:
+        model = build_network(arch["class"], dict(arch.get("kwargs", {})))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{Path(dir) / (name + '.json')}: architecture {arch!r}: {exc}") from exc
     # 3. shapes: every tensor present and of the architecture's shape
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

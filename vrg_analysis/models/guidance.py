@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.models.protocol import identity_of, model_identity
 
 __all__ = ["GuidedEpsModel"]
 
@@ -81,6 +82,14 @@ class GuidedEpsModel:
         out = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, y]))
         eps_u, eps_c = out[:b], out[b:]
         return eps_u + w * (eps_c - eps_u)  # Ho & Salimans 2022, eq. 6
+
+    @property
+    def identity(self) -> str | None:
+        """The conditional network's identity, the labels and the guidance scale."""
+        inner = model_identity(self.model)
+        if inner is None:
+            return None
+        return identity_of("GuidedEpsModel", inner, self.label.tolist(), self.guidance_scale)
 
     def __repr__(self) -> str:
         return (

@@ -8,6 +8,8 @@ Continuous noise levels reach the model as fractional timesteps, ``t = schedule.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -26,6 +28,8 @@ __all__ = [
     "checked_eps",
     "resolve_device",
     "timestep_tensors",
+    "model_identity",
+    "identity_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ class TorchEpsModel:
         schedule: NoiseSchedule,
         prediction: Prediction = "epsilon",
         name: str = "torch-model",
+        identity: str | None = None,
     ) -> None:
         if prediction not in ("epsilon", "sample", "v_prediction"):
             raise ValueError(
@@ -66,10 +71,24 @@ class TorchEpsModel:
             )
         if not callable(fn):
             raise TypeError(f"model must be callable, got {type(fn).__name__}")
+        if identity is not None and (not isinstance(identity, str) or not identity):
+            raise ValueError(f"identity must be a non-empty string or None, got {identity!r}")
         self.fn = fn
         self.schedule = schedule
         self.prediction: Prediction = prediction
         self.name = name
+        self._identity = identity
+
+    @property
+    def identity(self) -> str | None:
+        """The declared key, else the hash of the wrapped module's weights (with the prediction
+        type and schedule); ``None`` for a plain function (it cannot be told from another)."""
+        if self._identity is not None:
+            return self._identity
+        inner = model_identity(self.fn)
+        if inner is None:
+            return None
+        return identity_of("TorchEpsModel", inner, self.prediction, self.schedule.to_dict())
 
     def __call__(self, x: Tensor, t: Tensor, **model_kwargs: Any) -> Tensor:
         """``fn(x, t, **model_kwargs)`` as noise; ``model_kwargs`` carries conditioning."""
@@ -141,3 +160,39 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif dev.type != "cpu":
         raise ValueError(f"unsupported device {str(device)!r}; expected 'cpu', 'cuda[:i]' or 'mps'")
     return dev
+
+
+def identity_of(*parts: Any) -> str:
+    """A sha256 of JSON-able parts (the building block of every declared model identity)."""
+    text = json.dumps(parts, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_identity(model: Any) -> str | None:
+    """What a model *is*, for checkpoints and cache keys: its declared ``identity`` (a property
+    or attribute; the toolkit's analytic models, wrappers and adapters declare one computed from
+    their parameters), else the sha256 its card or loader records, else a hash of a torch module's
+    weights (the module itself, or the one it wraps as ``fn``/``module``). ``None`` when nothing
+    identifies it (a plain function): a result made with it cannot be keyed or resumed safely."""
+    ident = getattr(model, "identity", None)
+    if callable(ident) and not isinstance(ident, str):
+        ident = ident()
+    if isinstance(ident, str) and ident:
+        return ident
+    for attr in ("weights_sha256", "sha256"):
+        if isinstance(getattr(model, attr, None), str):
+            return str(getattr(model, attr))
+    card = getattr(model, "card", None)
+    if isinstance(card, dict) and isinstance(card.get("sha256"), str):
+        return str(card["sha256"])
+    if isinstance(model, torch.nn.Module):
+        h = hashlib.sha256(type(model).__qualname__.encode())
+        for name, tensor in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+    for attr in ("module", "fn"):
+        inner = getattr(model, attr, None)
+        if isinstance(inner, torch.nn.Module):
+            return model_identity(inner)
+    return None

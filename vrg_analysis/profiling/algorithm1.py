@@ -8,7 +8,6 @@ over dimensions is the profile ``w(a)`` that VRG's objective weights each step w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,7 @@ from vrg_analysis._checks import as_float_vector, check_open_unit_interval
 from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.schedules import NoiseSchedule
 from vrg_analysis.io import atomic_open, provenance, sha256_array
-from vrg_analysis.models import EpsModel, checked_eps, resolve_device
+from vrg_analysis.models.protocol import EpsModel, checked_eps, model_identity, resolve_device
 
 __all__ = ["profile_prediction_error"]
 
@@ -258,26 +257,6 @@ def _int_at_least(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _model_fingerprint(model: Any) -> str:
-    """A hash of the model's weights, so a checkpoint is never resumed with another model: the
-    shipped weights' sha256 where the model carries one, else a hash of its parameters, else
-    (a plain callable) its qualified name."""
-    for attr in ("weights_sha256", "sha256"):
-        if isinstance(getattr(model, attr, None), str):
-            return str(getattr(model, attr))
-    card = getattr(model, "card", None)
-    if isinstance(card, dict) and isinstance(card.get("sha256"), str):
-        return str(card["sha256"])
-    module = model if isinstance(model, torch.nn.Module) else getattr(model, "fn", None)
-    if isinstance(module, torch.nn.Module):
-        h = hashlib.sha256()
-        for name, tensor in sorted(module.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-    return f"{type(model).__module__}.{type(model).__qualname__}"
-
-
 def _save_checkpoint(
     path: Path,
     fingerprint: dict[str, Any],
@@ -313,10 +292,10 @@ def _load_checkpoint(
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta_json")))
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - truncated, bit-flipped or empty: zip, EOF, JSON...
         raise ValueError(
             f"checkpoint {str(path)!r} is not a readable profiling checkpoint "
-            f"({exc}): delete it to start afresh"
+            f"({type(exc).__name__}: {exc}): delete it to start afresh"
         ) from exc
     if meta.get("version") != _CHECKPOINT_VERSION:
         raise ValueError(
@@ -385,13 +364,14 @@ def profile_prediction_error(
     ``{"label": train_y}`` for a class-conditional or guided model); each batch passes the rows'
     own values, so the profile is that of the conditional predictor on its training pairs.
 
-    Resuming: with ``checkpoint_path``, the sums, both generator states and the position are
-    written atomically every ``checkpoint_every`` batches and at the end. A run with the same
-    arguments (model name, data sha256, timesteps, schedule, generator starting state, batch
-    size, statistics options) continues from that file and returns bitwise the same profile as an
-    uninterrupted run (on the same machine and torch thread count, where the model's and the
-    sums' reductions repeat exactly); a checkpoint written with other arguments is refused with
-    a ``ValueError`` that names the differences. The finished checkpoint is kept (a rerun
+    Resuming: with ``checkpoint_path``, the sums, both generator states and the position are written
+    atomically every ``checkpoint_every`` batches and at the end. A run with the same arguments (the
+    model's identity (:func:`~vrg_analysis.models.protocol.model_identity`: a model that declares
+    none cannot be checkpointed), model name, data sha256, timesteps, schedule, generator starting
+    state, batch size, statistics options) continues from that file and returns bitwise the same
+    profile as an uninterrupted run (on the same machine and torch thread count, where the model's
+    and the sums' reductions repeat exactly); a checkpoint written with other arguments is refused
+    with a ``ValueError`` that names the differences. The finished checkpoint is kept (a rerun
     returns at once).
     """
     sched = schedule or model.schedule
@@ -440,7 +420,7 @@ def profile_prediction_error(
         "timesteps_sha256": sha256_array(ts),
         "schedule": sched.name,
         "schedule_sha256": sha256_array(np.asarray(sched.alphas_cumprod)),
-        "model_sha256": _model_fingerprint(model),
+        "model_sha256": model_identity(model),
         "generator_state_sha256": gen_state_sha,
         "batch_size": batch_size,
         "dim_stats": bool(dim_stats),
@@ -450,6 +430,13 @@ def profile_prediction_error(
         fingerprint["row_kwargs_sha256"] = {
             k: sha256_array(v.numpy()) for k, v in sorted(rows_kw.items())
         }
+    if checkpoint_path is not None and fingerprint["model_sha256"] is None:
+        raise ValueError(
+            f"{model!r} declares no identity (a plain function, or a wrapper around one), so a "
+            "checkpoint could be resumed with another model: wrap it as TorchEpsModel(fn, "
+            "schedule, identity='a key naming the model and its parameters'), or profile "
+            "without checkpoint_path"
+        )
     reservoir = _Reservoir(ts.size, reservoir_size, rng) if reservoir_size > 0 else None
     acc = _Accumulator(ts.size, dim, dim_stats, reservoir)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None

@@ -55,7 +55,9 @@ from vrg_analysis.evaluation.stats import (
     paired_bootstrap,
     percentile_interval,
 )
+from vrg_analysis.io import sha256_array
 from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.models.protocol import identity_of
 from vrg_analysis.profiling import profile_prediction_error
 from vrg_analysis.samplers import get_sampler, initial_noise, sample, sample_generators
 from vrg_analysis.testbeds import (
@@ -458,17 +460,34 @@ def _profile_rows(setup: ComparisonSetup, config: ComparisonConfig, seed: int | 
     return torch.randperm(int(setup.train_x.shape[0]), generator=gen)[:n]
 
 
+class RelativeStd:
+    """A planted error's standard deviation ``sqrt(size * spread(a))``: ``size`` times the
+    irreducible spread the reference predictor's profile measured, with an identity (the
+    profile's values and the size) so a model built with it can be keyed."""
+
+    def __init__(self, spread: ErrorProfile, size: float) -> None:
+        self.spread, self.size = spread, float(size)
+
+    def __call__(self, alpha_bar: FloatArray) -> FloatArray:
+        return np.sqrt(self.size * self.spread.w(alpha_bar, outside="clamp"))
+
+    @property
+    def identity(self) -> str:
+        return identity_of(
+            "RelativeStd",
+            sha256_array(np.asarray(self.spread.alpha_bar)),
+            sha256_array(np.asarray(self.spread.mse)),
+            self.size,
+        )
+
+
 def _planted(
     setup: ComparisonSetup, config: ComparisonConfig, spread: ErrorProfile | None, seed: int
 ) -> PlantedErrorModel:
     std: Any
     if config.planted_error == "relative":
         assert spread is not None  # profiled first for a relative planted error
-        size = config.planted_size
-
-        def std(a: FloatArray) -> FloatArray:
-            return np.sqrt(size * spread.w(a, outside="clamp"))
-
+        std = RelativeStd(spread, config.planted_size)
     else:
         std = config.planted_size
     return PlantedErrorModel(

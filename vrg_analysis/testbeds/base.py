@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from vrg_analysis.core.schedules import NoiseSchedule
-from vrg_analysis.models.protocol import EpsModel, resolve_device
+from vrg_analysis.models.protocol import EpsModel, model_identity, resolve_device
 
 __all__ = ["Testbed", "Reference", "Scoring", "OnDevice", "SET_METRICS"]
 
@@ -85,6 +85,10 @@ class OnDevice:
         with torch.no_grad():
             out = self.module(x.to(self.device), t.to(self.device), *args, **kw)
         return out.to(x.device)
+
+    @property
+    def identity(self) -> str | None:
+        return model_identity(self.module)
 
     def __repr__(self) -> str:
         return f"OnDevice({type(self.module).__name__}, {self.device})"

@@ -16,6 +16,8 @@ solvers live in :mod:`vrg_analysis.vrg.optimize` and :mod:`vrg_analysis.vrg.disc
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.trajectories import Trajectory
 
 __all__ = [
+    "one_torch_thread",
     "BOX_MARGIN",
     "KKT_TOL",
     "VRGObjective",
@@ -37,6 +40,20 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run a solve on one torch thread: the objective's reductions then add in one fixed order,
+    so the same inputs give the same bits whatever ``OMP_NUM_THREADS`` says (and vectors of a
+    few dozen ratios gain nothing from threads)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
 
 # Bounds are shrunk by this relative margin so that no ratio reaches 0 or 1 exactly (the paper's
 # tanh parameterisation keeps them in the open box too).
@@ -59,14 +76,26 @@ def ratio_bounds(trajectory: Trajectory, gamma: float) -> tuple[FloatArray, Floa
 
 
 class VRGObjective:
-    """(VRG) as a float64 torch function of the ratios, shared by both solvers."""
+    """(VRG) as a float64 torch function of the ratios, shared by both solvers.
 
-    def __init__(self, profile: ErrorProfile, a_k_orig: float, reg_lambda: float) -> None:
+    :meth:`terms` gives CPE and the penalty in their own units; :meth:`numpy_value_and_grad`, what
+    the solvers see, divides both by ``scale`` (the initial CPE, by :func:`~vrg_analysis.vrg.
+    optimize.optimize_trajectory`): the minimiser is the same, but the solvers' tolerances and the
+    first-order test (:func:`projected_gradient_norm`) become relative, so a profile measured in
+    other units (a profile times 1e-8) gives the same trajectory instead of stopping at once.
+    """
+
+    def __init__(
+        self, profile: ErrorProfile, a_k_orig: float, reg_lambda: float, scale: float = 1.0
+    ) -> None:
+        if not (math.isfinite(scale) and scale > 0.0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
         self.xp = torch.tensor(np.array(profile.alpha_bar), dtype=torch.float64)
         self.fp = torch.tensor(np.array(profile.mse), dtype=torch.float64)
         self.lo, self.hi = profile.alpha_bar_range
         self.a_k_orig = a_k_orig
         self.reg_lambda = reg_lambda
+        self.scale = float(scale)
 
     def w(self, a: torch.Tensor) -> torch.Tensor:
         """Linear interpolation in alpha_bar, held flat beyond the measured range.
@@ -95,10 +124,15 @@ class VRGObjective:
     ) -> tuple[float, FloatArray]:
         rt = torch.tensor(r, dtype=torch.float64, requires_grad=True)
         cpe, reg = self.terms(rt)
-        loss = cpe + reg if with_reg else cpe
+        loss = (cpe + reg if with_reg else cpe) / self.scale
         loss.backward()
         assert rt.grad is not None
         return loss.item(), rt.grad.numpy().copy()
+
+    def value(self, r: FloatArray, with_reg: bool = True) -> float:
+        """(VRG) at ``r`` in its own units (not divided by ``scale``)."""
+        cpe, reg = self.terms(torch.as_tensor(r, dtype=torch.float64))
+        return float(cpe + reg) if with_reg else float(cpe)
 
 
 def ratios_to_trajectory(r: FloatArray, name: str, a_k: float | None = None) -> Trajectory:

@@ -38,6 +38,7 @@ from vrg_analysis.vrg.objective import (
     KKT_TOL,
     VRGObjective,
     levels_moved,
+    one_torch_thread,
     projected_gradient_norm,
     ratio_bounds,
     ratios_to_trajectory,
@@ -103,7 +104,9 @@ class OptimizationResult:
 
     @property
     def cpe_reduction(self) -> float:
-        """``1 - CPE_final / CPE_initial``."""
+        """``1 - CPE_final / CPE_initial`` (0 when there is no error to reduce: CPE_initial = 0)."""
+        if self.cpe_initial == 0.0:
+            return 0.0
         return 1.0 - self.cpe_final / self.cpe_initial
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,8 +183,12 @@ def optimize_trajectory(
             )
         hi[0] = min(hi[0], alpha_bar_max)
     a_k_orig = float(trajectory.alpha_bar[0])
-    obj = VRGObjective(profile, a_k_orig, 0.0 if keep_start else float(reg_lambda))
-    f0, _ = obj.numpy_value_and_grad(r0)
+    cpe0 = cumulative_prediction_error(trajectory, profile, outside="clamp")
+    # the solvers see (VRG) / CPE_initial: the same minimiser, relative tolerances (scale-free)
+    obj = VRGObjective(
+        profile, a_k_orig, 0.0 if keep_start else float(reg_lambda), scale=cpe0 if cpe0 > 0 else 1.0
+    )
+    f0 = obj.value(r0)
     start = time.perf_counter()
     config: dict[str, Any] = {
         "gamma": gamma,
@@ -193,40 +200,31 @@ def optimize_trajectory(
         "start_level_bound_active": False,
     }
     held = a_k_orig if keep_start else None
-    if method == "exact":
-        r, iterations, converged, message = _solve_exact(obj, r0, lo, hi, keep_start, a_k_orig)
-        if not keep_start:
-            # A piecewise-linear profile makes the objective kinked at every measured level, and
-            # a local solver can stop at a kink above a point it could reach: the start-held
-            # optimum is feasible here too (penalty 0). Solve from there as well; keep the best.
-            r_held, it2, ok2, msg2 = _solve_exact(obj, r0, lo, hi, True, a_k_orig)
-            r_alt, it3, ok3, msg3 = _solve_exact(obj, r_held, lo, hi, False, a_k_orig)
-            iterations += it2 + it3
-            if obj.numpy_value_and_grad(r_alt)[0] < obj.numpy_value_and_grad(r)[0]:
-                r, converged = r_alt, ok3
-                message = f"{msg3} (second start: the start-held optimum; first: {message})"
-        if alpha_bar_min is not None and not keep_start and float(np.prod(r)) < alpha_bar_min:
-            # the penalised optimum left the schedule: the bound is active, hold it exactly
-            r, it2, converged, msg2 = _solve_exact(obj, r, lo, hi, True, alpha_bar_min)
-            iterations += it2
-            message += f"; noisiest level held at alpha_bar_min: {msg2}"
-            config["start_level_bound_active"] = True
-            held = alpha_bar_min
-    else:
-        cfg = mlp or MLPSGDConfig()
-        config["mlp"] = asdict(cfg)
-        r, iterations, converged, message = _solve_mlp_sgd(
-            obj, r0, hi - r0, cfg, generator, progress
+    with one_torch_thread():
+        r, iterations, converged, message, held = _solve(
+            obj,
+            r0,
+            lo,
+            hi,
+            keep_start,
+            a_k_orig,
+            alpha_bar_min,
+            method,
+            mlp,
+            generator,
+            progress,
+            config,
         )
     wall = time.perf_counter() - start
     optimized = ratios_to_trajectory(r, f"vrg({trajectory.name})", held)
     # 4. score the trajectory actually returned, and check what the solver claims
     r_final, _, _ = ratio_bounds(optimized, gamma)
     cpe_t, reg_t = obj.terms(torch.as_tensor(r_final, dtype=torch.float64))
-    kkt = projected_gradient_norm(obj, r_final, lo, hi, held is not None)
+    with one_torch_thread():
+        kkt = projected_gradient_norm(obj, r_final, lo, hi, held is not None)
     if method == "mlp_sgd":
         converged = kkt <= KKT_TOL
-        message += f"; projected gradient {kkt:.2e}"
+        message += f"; projected gradient {kkt:.2e} (relative)"
     extrapolated = not profile.covers(optimized)
     result = OptimizationResult(
         initial=trajectory,
@@ -255,6 +253,51 @@ def optimize_trajectory(
         "VRG %s: CPE %.6f -> %.6f in %.3fs", method, result.cpe_initial, result.cpe_final, wall
     )
     return result
+
+
+def _solve(
+    obj: VRGObjective,
+    r0: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    keep_start: bool,
+    a_k_orig: float,
+    alpha_bar_min: float | None,
+    method: str,
+    mlp: MLPSGDConfig | None,
+    generator: torch.Generator | None,
+    progress: bool,
+    config: dict[str, Any],
+) -> tuple[FloatArray, int, bool, str, float | None]:
+    """Run the chosen solver; returns the ratios, iterations, convergence, message and the
+    start level held exactly (or ``None``)."""
+    held = a_k_orig if keep_start else None
+    if method == "exact":
+        r, iterations, converged, message = _solve_exact(obj, r0, lo, hi, keep_start, a_k_orig)
+        if not keep_start:
+            # A piecewise-linear profile makes the objective kinked at every measured level, and
+            # a local solver can stop at a kink above a point it could reach: the start-held
+            # optimum is feasible here too (penalty 0). Solve from there as well; keep the best.
+            r_held, it2, ok2, msg2 = _solve_exact(obj, r0, lo, hi, True, a_k_orig)
+            r_alt, it3, ok3, msg3 = _solve_exact(obj, r_held, lo, hi, False, a_k_orig)
+            iterations += it2 + it3
+            if obj.numpy_value_and_grad(r_alt)[0] < obj.numpy_value_and_grad(r)[0]:
+                r, converged = r_alt, ok3
+                message = f"{msg3} (second start: the start-held optimum; first: {message})"
+        if alpha_bar_min is not None and not keep_start and float(np.prod(r)) < alpha_bar_min:
+            # the penalised optimum left the schedule: the bound is active, hold it exactly
+            r, it2, converged, msg2 = _solve_exact(obj, r, lo, hi, True, alpha_bar_min)
+            iterations += it2
+            message += f"; noisiest level held at alpha_bar_min: {msg2}"
+            config["start_level_bound_active"] = True
+            held = alpha_bar_min
+    else:
+        cfg = mlp or MLPSGDConfig()
+        config["mlp"] = asdict(cfg)
+        r, iterations, converged, message = _solve_mlp_sgd(
+            obj, r0, hi - r0, cfg, generator, progress
+        )
+    return r, iterations, converged, message, held
 
 
 def _solve_exact(
