@@ -18,8 +18,10 @@ from vrg_analysis.core.cpe import cumulative_prediction_error
 from vrg_analysis.core.schedules import alpha_bar_from_lambda, lambda_from_alpha_bar
 from vrg_analysis.samplers import initial_noise
 from vrg_analysis.testbeds import make_testbed
+from vrg_analysis.vrg.arms import ArmContext
 from vrg_analysis.vrg.discretisation import (
     MIN_SPLIT_FRACTION,
+    DiscretisationAwareArm,
     LocalErrorModel,
     exact_local_error,
     fit_local_error_model,
@@ -260,3 +262,40 @@ def test_optimiser_validates_its_inputs(exact_local):
         optimize_discretisation_aware(traj, profile, object())
     with pytest.raises(ValueError, match="data_variance"):
         optimize_discretisation_aware(traj, profile, lm, data_variance=float("nan"))
+
+
+# --------------------------------------------------------------------------- as an arm
+def test_arm_probes_the_context_model_and_reports_its_budget(mixture):
+
+    profile = smooth_profile(SCHED)
+    traj = baseline("time_uniform", SCHED, 5)
+    ctx = ArmContext(
+        profile=profile,
+        schedule=SCHED,
+        model=mixture.oracle,
+        validation_noise=lambda n: initial_noise((n, 2), 2**31 - 1, dtype=torch.float64),
+    )
+    arm = DiscretisationAwareArm(n_probe=8, grid_size=150, polish_iterations=5)
+    out, info = arm.retime(traj, ctx)
+    # the same probe and optimiser by hand
+    probe = probe_local_error(mixture.oracle, ctx.validation_noise(8), traj)
+    ref = optimize_discretisation_aware(
+        traj,
+        profile,
+        fit_local_error_model(probe),
+        alpha_bar_max=SCHED.alpha_bar_max,
+        grid_size=150,
+        polish_iterations=5,
+    )
+    np.testing.assert_allclose(out.alpha_bar, ref.optimized.alpha_bar, rtol=1e-12)
+    assert info["model_calls"] == probe.model_calls == 8 * (5 + int(probe.measured.sum()))
+    assert out.alpha_bar[0] == traj.alpha_bar[0] and info["start_shift"] == 0.0
+    assert info["details"]["objective_final"] <= info["details"]["objective_initial"]
+    prop = DiscretisationAwareArm(n_probe=8, data_variance=(0.5, 0.2), grid_size=150)
+    assert prop.label != arm.label and prop.to_dict()["data_variance"] == [0.5, 0.2]
+    with pytest.raises(ValueError, match="validation_noise"):
+        arm.retime(traj, ArmContext(profile=profile, schedule=SCHED))
+    with pytest.raises(ValueError, match="n_probe"):
+        DiscretisationAwareArm(n_probe=1)
+    with pytest.raises(ValueError, match="data_variance"):
+        DiscretisationAwareArm(data_variance=(1.0, -1.0))

@@ -9,10 +9,13 @@ from analytic import smooth_profile
 
 from vrg_analysis import NoiseSchedule, baseline, optimize_trajectory
 from vrg_analysis.core.schedules import lambda_from_alpha_bar
+from vrg_analysis.models.analytic import reference_ode_endpoint
 from vrg_analysis.samplers import initial_noise, sample_ddim
 from vrg_analysis.testbeds import make_testbed
+from vrg_analysis.vrg.arms import ArmContext
 from vrg_analysis.vrg.gamma_selection import (
     DEFAULT_GAMMAS,
+    GammaSelectedArm,
     endpoint_deviation,
     fine_reference,
     fine_reference_trajectory,
@@ -147,3 +150,36 @@ def test_other_bad_inputs(setup):
     with pytest.raises(ValueError, match="differ in shape"):
         endpoint_deviation(x_val, x_val[:3])
     assert DEFAULT_GAMMAS[0] == 0.0 and 0.01 in DEFAULT_GAMMAS
+
+
+def test_arm_selects_on_the_context_noise_and_reports_its_budget(setup):
+
+    bed, base, profile, gammas, bounds, cands, x_val = setup
+    ctx = ArmContext(
+        profile=profile, schedule=SCHED, model=bed.oracle, validation_noise=lambda n: x_val[:n]
+    )
+    arm = GammaSelectedArm(gammas=gammas, n_validation=16, reference_steps=20)
+    traj, info = arm.retime(base, ctx)
+    ref = select_gamma(
+        base, profile, bed.oracle, x_val, gammas=gammas, candidates=cands, reference_steps=20
+    )
+    assert info["chosen_gamma"] == ref.chosen_gamma
+    np.testing.assert_allclose(traj.alpha_bar, ref.trajectory.alpha_bar, rtol=1e-12)
+    assert info["model_calls"] == 16 * (20 + len(gammas) * base.K) == ref.model_calls
+    assert info["details"]["scores"] == pytest.approx(list(ref.scores), rel=1e-12)
+    # the oracle twin scores against the exact ODE: no reference calls
+    oracle = GammaSelectedArm(gammas=gammas, n_validation=16, exact=bed.mixture, tolerance=1e-7)
+    _, oinfo = oracle.retime(base, ctx)
+    exact = reference_ode_endpoint(
+        bed.mixture, x_val, float(base.alpha_bar[0]), rtol=1e-7, atol=1e-7
+    )
+    want = select_gamma(
+        base, profile, bed.oracle, x_val, gammas=gammas, candidates=cands, references=exact
+    )
+    assert oinfo["model_calls"] == 16 * len(gammas) * base.K
+    assert oinfo["chosen_gamma"] == want.chosen_gamma
+    assert oracle.label != arm.label and oracle.to_dict()["exact"] == bed.mixture.to_dict()
+    with pytest.raises(ValueError, match="validation_noise"):
+        arm.retime(base, ArmContext(profile=profile, schedule=SCHED))
+    with pytest.raises(ValueError, match="n_validation"):
+        GammaSelectedArm(n_validation=1)

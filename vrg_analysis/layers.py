@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "cache": 0,
     "resources": 0,
     "layers": 0,
+    "params": 0,
     "core": 1,
     "data": 1,
     "models": 2,

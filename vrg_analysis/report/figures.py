@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -50,6 +51,11 @@ def draw_intervals(
         )
 
 
+def _plain_number(value: float, _pos: object = None) -> str:
+    """A tick label without powers of ten (``4``, ``0.5``, ``1e-05`` only when tiny)."""
+    return f"{value:g}"
+
+
 def interval_grid(
     frame: pd.DataFrame,
     *,
@@ -82,12 +88,14 @@ def interval_grid(
         aspect=aspect,
         sharey=sharey,
         despine=False,
+        margin_titles=bool(row and col),
     )
     for (i, j, _), sub in grid.facet_data():
         if sub.empty:
             continue
         ax = grid.facet_axis(i, j)
         draw_intervals(ax, sub, x=x, y=y, low=low, high=high, hue=hue)
+    xs = np.sort(frame[x].unique())
     for ax in grid.axes.flat:
         if zero_line:
             ax.axhline(0.0, color="k", lw=0.8)
@@ -95,19 +103,27 @@ def interval_grid(
             ax.set_xscale("log")
         if log_y:
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(mticker.FuncFormatter(_plain_number))
+            ax.yaxis.set_minor_formatter(mticker.NullFormatter())
+        if np.issubdtype(xs.dtype, np.number) and 1 < xs.size <= 8:
+            ax.set_xticks(xs, [_plain_number(v) for v in xs])
+            ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     grid.set_axis_labels(xlabel or x, ylabel or y)
-    if col or row:
-        grid.set_titles(titles if not row else "{row_name} | {col_name}")
+    if row and col:
+        grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    elif col or row:
+        grid.set_titles(titles)
     if hue:
         handles, labels = grid.axes.flat[0].get_legend_handles_labels()
+        height_in = grid.figure.get_figheight()
+        grid.figure.subplots_adjust(bottom=min(0.3, 0.95 / height_in))  # about an inch of legend
         grid.figure.legend(
             handles,
             labels,
             loc="lower center",
             ncol=min(len(labels), 4),
             frameon=False,
-            bbox_to_anchor=(0.5, -0.02),
+            bbox_to_anchor=(0.5, 0.0),
         )
-        grid.figure.subplots_adjust(bottom=0.18)
     plt.close(grid.figure)
     return grid

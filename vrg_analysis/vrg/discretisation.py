@@ -68,6 +68,10 @@ eigenvalues of the data covariance (:func:`propagation_factor`)::
 dominate it, overstate what reaches the sample by that factor, and they are what makes the
 unconstrained optimum of CPE, and of CPE + D, degenerate.
 
+:class:`DiscretisationAwareArm` is (J) / (J-prop) as an arm of the paired comparison engine: it
+probes the model being sampled on the engine's validation noise and reports the probe's model
+calls as its budget.
+
 For a model whose error is random per call (:class:`~vrg_analysis.testbeds.PlantedErrorModel`),
 the difference ``eps_s - eps_m`` also carries that noise, and (D2) counts it as truncation error;
 trained networks are deterministic and (D2) then measures the curvature of the flow the sampler
@@ -95,6 +99,7 @@ from vrg_analysis.core.trajectories import Trajectory
 from vrg_analysis.models import EpsModel, checked_eps, timestep_tensors
 from vrg_analysis.models.analytic import GaussianMixture, reference_ode_endpoint
 from vrg_analysis.samplers import StepRecord, sample_ddim
+from vrg_analysis.vrg.arms import ArmContext, arm_summary
 from vrg_analysis.vrg.objective import (
     BOX_MARGIN,
     KKT_TOL,
@@ -121,6 +126,7 @@ __all__ = [
     "objective_terms",
     "DiscretisationAwareResult",
     "optimize_discretisation_aware",
+    "DiscretisationAwareArm",
 ]
 
 log = logging.getLogger(__name__)
@@ -767,3 +773,102 @@ def optimize_discretisation_aware(
         wall,
     )
     return result
+
+
+# --------------------------------------------------------------------------- as an arm
+@dataclass(frozen=True)
+class DiscretisationAwareArm:
+    """(J) (or (J-prop) with ``data_variance``) as an :class:`~vrg_analysis.vrg.arms.Arm` of the
+    paired comparison engine: no gamma box, the start level held, K kept.
+
+    ``retime`` spends model calls before sampling, and reports them: it probes the local error
+    (D2) of the baseline's own K steps with the model being sampled (``context.model``) on
+    ``n_probe`` starting noises from ``context.validation_noise`` (independent of every evaluation
+    seed), fits :class:`LocalErrorModel` to the probe and minimises (J) with
+    :func:`optimize_discretisation_aware` (grid optimum, then ``polish_iterations`` of SLSQP; 0:
+    the grid optimum). ``info["model_calls"]`` is the probe's budget (``n_probe`` times K path
+    calls plus one per measured step); ``info["details"]`` holds the fitted model (``lambda_``,
+    ``log_g2``), the terms of (J) before and after, and how far the ratios moved.
+    """
+
+    n_probe: int = 32
+    data_variance: tuple[float, ...] | None = None
+    grid_size: int = 1000
+    polish_iterations: int = 300
+
+    def __post_init__(self) -> None:
+        for name, least in (("n_probe", 2), ("grid_size", 2), ("polish_iterations", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+        if self.data_variance is not None:
+            v = _check_variance(self.data_variance)
+            object.__setattr__(self, "data_variance", tuple(float(x) for x in v))
+
+    @property
+    def propagated(self) -> bool:
+        return self.data_variance is not None
+
+    @property
+    def label(self) -> str:
+        what = "J-prop" if self.propagated else "CPE + D"
+        return f"{what} (probed, no box)"
+
+    def retime(
+        self, trajectory: Trajectory, context: ArmContext
+    ) -> tuple[Trajectory, dict[str, Any]]:
+        if context.model is None or context.validation_noise is None:
+            raise ValueError(
+                "the discretisation-aware arm probes the model: the context needs model and "
+                "validation_noise"
+            )
+        x_probe = context.validation_noise(int(self.n_probe))
+        probe = probe_local_error(
+            context.model, x_probe, trajectory, model_kwargs=context.model_kwargs or None
+        )
+        local = fit_local_error_model(probe)
+        hi = None if context.schedule is None else float(context.schedule.alpha_bar_max)
+        res = optimize_discretisation_aware(
+            trajectory,
+            context.profile,
+            local,
+            data_variance=self.data_variance,
+            alpha_bar_max=hi,
+            grid_size=int(self.grid_size),
+            polish=self.polish_iterations > 0,
+            polish_iterations=max(int(self.polish_iterations), 1),
+        )
+        traj = res.optimized.renamed(f"{trajectory.name}+{'jprop' if self.propagated else 'cpe_d'}")
+        details = {
+            "lambda_": local.lambda_.tolist(),
+            "log_g2": local.log_g2.tolist(),
+            "probe_local_error": probe.local_error.tolist(),
+            "cpe_initial": res.cpe_initial,
+            "cpe_final": res.cpe_final,
+            "disc_initial": res.disc_initial,
+            "disc_final": res.disc_final,
+            "objective_initial": res.objective_initial,
+            "objective_final": res.objective_final,
+            "objective_grid": res.objective_grid,
+            "max_ratio_move": res.max_ratio_move,
+            "message": res.message,
+        }
+        info = arm_summary(
+            trajectory,
+            traj,
+            context.profile,
+            converged=res.converged,
+            model_calls=int(probe.model_calls),
+            wall_time_s=float(res.wall_time_s),
+            details=details,
+        )
+        return traj, info
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "discretisation_aware",
+            "n_probe": int(self.n_probe),
+            "data_variance": None if self.data_variance is None else list(self.data_variance),
+            "grid_size": int(self.grid_size),
+            "polish_iterations": int(self.polish_iterations),
+        }

@@ -18,6 +18,9 @@ as the candidate, so (G1) measures the candidate's discretisation error of *the 
 not the model error VRG's objective is about. Pass ``references`` to score against anything
 else (on the exact testbed: the exact ODE endpoints, an oracle no real model has).
 
+:class:`GammaSelectedArm` is the rule as an arm of the paired comparison engine: it selects on
+the engine's validation noise (independent of every evaluation seed) and reports its budget.
+
 Budget: ``model_calls`` counts single-sample network evaluations spent on validation,
 ``n_val * (nfe(reference_steps) + sum of the candidates' nfe(K))`` with the sampler's model
 calls per trajectory ``nfe`` (K for DDIM; the profile, which VRG as published needs too, is not
@@ -26,6 +29,7 @@ counted).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -43,7 +47,9 @@ from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.schedules import alpha_bar_from_lambda, lambda_from_alpha_bar
 from vrg_analysis.core.trajectories import Trajectory
 from vrg_analysis.models import EpsModel
+from vrg_analysis.models.analytic import GaussianMixture, reference_ode_endpoint
 from vrg_analysis.samplers import get_sampler
+from vrg_analysis.vrg.arms import ArmContext, arm_summary
 from vrg_analysis.vrg.retime import VRGSetting, vrg_retime
 
 __all__ = [
@@ -54,6 +60,7 @@ __all__ = [
     "endpoint_deviation",
     "vrg_candidates",
     "select_gamma",
+    "GammaSelectedArm",
 ]
 
 log = logging.getLogger(__name__)
@@ -327,3 +334,166 @@ def select_gamma(
             "rtol": float(rtol),
         },
     )
+
+
+# --------------------------------------------------------------------------- as an arm
+# VRG's candidates depend only on the trajectory, the profile and the settings: an arm scored
+# against the fine solve and its oracle twin share them within a process.
+_CANDIDATE_MEMO: dict[str, tuple[Trajectory, ...]] = {}
+_MEMO_SIZE = 256
+
+
+def _memo_key(trajectory: Trajectory, profile: ErrorProfile, *settings: Any) -> str:
+    h = hashlib.sha256()
+    for arr in (trajectory.alpha_bar, profile.alpha_bar, profile.mse):
+        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    h.update(repr(settings).encode())
+    return h.hexdigest()
+
+
+def _shared_candidates(
+    trajectory: Trajectory,
+    profile: ErrorProfile,
+    gammas: Sequence[float],
+    reg_lambda: float,
+    alpha_bar_max: float | None,
+    alpha_bar_min: float | None,
+) -> tuple[tuple[Trajectory, ...], float]:
+    """The candidates and the seconds spent making them (0 when another arm made them)."""
+    key = _memo_key(trajectory, profile, tuple(gammas), reg_lambda, alpha_bar_max, alpha_bar_min)
+    if key in _CANDIDATE_MEMO:
+        return _CANDIDATE_MEMO[key], 0.0
+    start = time.perf_counter()
+    if len(_CANDIDATE_MEMO) >= _MEMO_SIZE:
+        _CANDIDATE_MEMO.clear()
+    _CANDIDATE_MEMO[key] = vrg_candidates(
+        trajectory,
+        profile,
+        gammas,
+        reg_lambda=reg_lambda,
+        alpha_bar_max=alpha_bar_max,
+        alpha_bar_min=alpha_bar_min,
+    )
+    return _CANDIDATE_MEMO[key], time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class GammaSelectedArm:
+    """VRG with ``gamma`` chosen by (G1) on a validation budget, as an
+    :class:`~vrg_analysis.vrg.arms.Arm` of the paired comparison engine.
+
+    ``retime`` draws ``n_validation`` noises from ``context.validation_noise`` (independent of
+    every evaluation seed), makes VRG's trajectory for every candidate ``gamma`` (everything else
+    as published: ``reg_lambda``, the paper's penalty, the schedule's bounds, as
+    :class:`~vrg_analysis.vrg.retime.VRGSetting` re-times) and keeps the one of smallest score
+    (:func:`select_gamma`). The score's reference is a ``reference_steps``-level DDIM solve of the
+    same model from the same noise (what any user can compute), or, with ``exact`` (a Gaussian
+    mixture: the oracle no real model allows), the exact probability-flow ODE endpoint at the
+    baseline's start level, solved to ``tolerance``.
+
+    ``info["model_calls"]`` is the validation budget (the fine solves and every candidate's run;
+    the oracle's exact references cost no model call); ``info["chosen_gamma"]`` the choice and
+    ``info["details"]`` every candidate's score.
+    """
+
+    gammas: tuple[float, ...] = DEFAULT_GAMMAS
+    reg_lambda: float = 100.0
+    n_validation: int = 64
+    reference_steps: int = 200
+    exact: GaussianMixture | None = field(default=None, repr=False)
+    tolerance: float = 1e-6
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gammas", tuple(float(g) for g in _check_gammas(self.gammas)))
+        if not (math.isfinite(self.reg_lambda) and self.reg_lambda >= 0.0):
+            raise ValueError(f"reg_lambda must be a finite number >= 0, got {self.reg_lambda!r}")
+        for name, least in (("n_validation", 2), ("reference_steps", 2)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+        if not (math.isfinite(self.tolerance) and self.tolerance > 0.0):
+            raise ValueError(f"tolerance must be a positive number, got {self.tolerance!r}")
+        if self.exact is not None and not isinstance(self.exact, GaussianMixture):
+            raise TypeError(f"exact must be a GaussianMixture, got {type(self.exact).__name__}")
+
+    @property
+    def label(self) -> str:
+        if self.exact is not None:
+            return "gamma chosen against the exact ODE (oracle)"
+        return f"gamma chosen on validation ({self.reference_steps}-step reference)"
+
+    def retime(
+        self, trajectory: Trajectory, context: ArmContext
+    ) -> tuple[Trajectory, dict[str, Any]]:
+        model = context.model
+        if model is None or context.validation_noise is None:
+            raise ValueError(
+                "choosing gamma samples the model: the context needs model and validation_noise"
+            )
+        if context.model_kwargs:
+            raise ValueError("gamma selection does not pass conditioning (model_kwargs) yet")
+        sched = context.schedule
+        hi = None if sched is None else float(sched.alpha_bar_max)
+        lo = None if sched is None else float(sched.alpha_bar_min)
+        profile = context.profile
+        cands, made_s = _shared_candidates(
+            trajectory, profile, self.gammas, self.reg_lambda, hi, lo
+        )
+        x_val = context.validation_noise(int(self.n_validation))
+        reset = getattr(model, "reset", None)
+        before = (lambda: reset(0)) if callable(reset) else None
+        refs = None
+        if self.exact is not None:
+            refs = reference_ode_endpoint(
+                self.exact,
+                x_val.to(torch.float64),
+                float(trajectory.alpha_bar[0]),
+                rtol=self.tolerance,
+                atol=self.tolerance,
+            )
+        sel = select_gamma(
+            trajectory,
+            context.profile,
+            model,
+            x_val,
+            gammas=self.gammas,
+            reg_lambda=self.reg_lambda,
+            alpha_bar_max=hi,
+            alpha_bar_min=lo,
+            references=refs,
+            reference_steps=int(self.reference_steps),
+            before_run=before,
+            candidates=cands,
+        )
+        traj = sel.trajectory.renamed(f"{trajectory.name}+gamma({sel.chosen_gamma:g})")
+        details = {
+            "gammas": sel.gammas.tolist(),
+            "scores": sel.scores.tolist(),
+            "score_sems": sel.score_sems.tolist(),
+            "criterion": sel.criterion,
+            "reference_calls": sel.reference_calls,
+            "candidate_calls": sel.candidate_calls,
+            "candidates_wall_s": made_s,
+        }
+        info = arm_summary(
+            trajectory,
+            traj,
+            context.profile,
+            converged=True,
+            model_calls=int(sel.model_calls),
+            chosen_gamma=sel.chosen_gamma,
+            wall_time_s=float(sel.wall_time_s),
+            details=details,
+        )
+        return traj, info
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "gamma_selected",
+            "gammas": list(self.gammas),
+            "reg_lambda": float(self.reg_lambda),
+            "n_validation": int(self.n_validation),
+            "reference_steps": int(self.reference_steps),
+            "exact": None if self.exact is None else self.exact.to_dict(),
+            "tolerance": float(self.tolerance),
+        }

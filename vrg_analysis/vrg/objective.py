@@ -36,6 +36,7 @@ __all__ = [
     "ratio_bounds",
     "ratios_to_trajectory",
     "projected_gradient_norm",
+    "hold_start_level",
     "solve_start_held",
 ]
 
@@ -163,6 +164,25 @@ def projected_gradient_norm(
     return float(np.max(np.abs(g)))
 
 
+def hold_start_level(r: FloatArray, lo: FloatArray, hi: FloatArray, a_k: float) -> FloatArray:
+    """Ratios inside ``[lo, hi]`` whose product is ``a_k``: a solver that stopped short of its
+    constraint (``sum log r != log a_k``) leaves a residual; it is spread over the ratios in
+    proportion to the room each has in the needed direction, so no ratio leaves its box. Where
+    the box has too little room the residual stays (the caller reports no convergence)."""
+    r = np.asarray(r, dtype=np.float64).copy()
+    log_ak = math.log(a_k)
+    for _ in range(4):
+        delta = log_ak - float(np.sum(np.log(r)))
+        if abs(delta) < 1e-15:
+            break
+        room = np.log(hi / r) if delta > 0 else np.log(lo / r)
+        total = float(np.sum(room))
+        if total == 0.0 or abs(total) < abs(delta):
+            break
+        r = np.clip(r * np.exp(room * (delta / total)), lo, hi)
+    return r
+
+
 def solve_start_held(
     obj: VRGObjective,
     r0: FloatArray,
@@ -192,7 +212,7 @@ def solve_start_held(
         constraints=[constraint],
         options={"maxiter": int(max_iterations), "ftol": 1e-14},
     )
-    r = np.clip(res.x, lo, hi)
+    r = hold_start_level(np.clip(res.x, lo, hi), lo, hi, a_k)
     residual = abs(float(np.sum(np.log(r))) - log_ak)
     ok = bool(res.success) and residual < 1e-9
     return r, int(res.nit), ok, f"SLSQP: {res.message}; start-level residual {residual:.1e}"

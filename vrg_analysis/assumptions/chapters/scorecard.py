@@ -19,8 +19,8 @@ import pandas as pd
 
 from vrg_analysis.assumptions.verdicts import AuditResult, results_from_csv, summarize
 from vrg_analysis.evaluation.stats import AGGREGATES, VERDICTS
+from vrg_analysis.params import as_folder
 from vrg_analysis.report import styled
-from vrg_analysis.studies.params import as_folder
 
 __all__ = [
     "AUDIT_ORDER",

@@ -1,0 +1,87 @@
+"""The official CIFAR-10 chapter: the reference CPE values come out of the library, a missing
+reference folder is refused by name, and the findings are never empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vrg_analysis.studies import official_cifar10 as chapter
+
+
+@pytest.fixture(scope="module")
+def result(official_dir: Path) -> chapter.Result:
+    torch.set_num_threads(1)
+    return chapter.run(
+        chapter.Params(reference_dir=str(official_dir), mlp_epochs=3, sweep_steps=[10, 20])
+    )
+
+
+def test_reference_values(result: chapter.Result) -> None:
+    """Official CIFAR-10 profile, order-1 10-step time-quadratic DPM-Solver trajectory: CPE
+    0.501388, after the official optimiser 0.423855 (as the official output file reports), and
+    0.418942 with the exact solver."""
+    s = chapter.summary(result)
+    assert abs(s.cpe_base - 0.501388) < 1e-6
+    assert abs(s.cpe_official - 0.423855) < 1e-6
+    assert abs(s.cpe_exact - 0.418942) < 1e-6
+    assert (s.reported_base, s.reported_official) == (0.501388, 0.423855)  # read from the file
+    assert s.cpe_keep < s.cpe_base and s.cpe_exact < s.cpe_keep
+    assert abs(s.exact_reduction - 100 * (1 - s.cpe_exact / s.cpe_base)) < 1e-9
+    assert s.exact_shift > 50 and s.official_shift > 50  # most of the gain: the start level
+    assert s.mlp_epochs_used == 3 and s.cpe_mlp < s.cpe_base
+
+
+def test_sweep_and_findings(result: chapter.Result) -> None:
+    sw = result.sweep
+    assert len(sw) == 6 and set(sw.K) == {10, 20}
+    assert (sw["VRG %"] > sw["VRG start held %"]).all()
+    s = chapter.summary(result)
+    assert s.sweep_all_converged == "True"
+    # the paper's published check, time-uniform K = 10: 0.430 -> 0.386 on the official profile
+    assert round(s.uniform10_before, 3) == 0.430 and round(s.uniform10_after, 3) == 0.386
+    (f,) = chapter.findings(result)
+    assert f.claim == "cpe-reduction" and f.verdict == "supported" == s.uniform10_verdict
+    assert "0.430 -> 0.386" in f.finding and "0.327 -> 0.191" in f.finding
+
+
+def test_figure_and_tables_render(result: chapter.Result) -> None:
+    fig = chapter.figure_official(result)
+    assert len(fig.axes) == 2
+    html = chapter.headline_table(result).to_html()
+    assert "official VRG output" in html and "MLP + SGD, 3 epochs" in html
+    assert "VRG start held %" in chapter.sweep_table(result).to_html()
+
+
+def test_a_missing_reference_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "vrg-official"
+    with pytest.raises(ValueError, match=f"reference_dir.*{missing.name}.*does not exist"):
+        chapter.Params(reference_dir=str(missing))
+    missing.mkdir()
+    (missing / chapter.PROFILE_FILE).write_text("1 0.5 0.1\n")
+    with pytest.raises(ValueError, match="lacks the official file"):
+        chapter.Params(reference_dir=str(missing))
+
+
+def test_reported_cpe_reads_the_header(tmp_path: Path) -> None:
+    p = tmp_path / "opt.txt"
+    p.write_text("# order : 1\n# cpe  :   0.5 =>   0.25\n0.9\n0.1\n")
+    assert chapter.reported_cpe(p) == (0.5, 0.25)
+    p.write_text("# order : 1\n0.9\n")
+    assert chapter.reported_cpe(p) is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"mlp_epochs": 0}, "mlp_epochs must be >= 1"),
+        ({"sweep_steps": "10"}, "must be a list"),
+        ({"gamma": 1.0}, "gamma must be <"),
+        ({"reg_lambda": -1.0}, "reg_lambda must be >="),
+    ],
+)
+def test_bad_parameters_are_named(official_dir: Path, kw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        chapter.Params(reference_dir=str(official_dir), **kw)
