@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from vrg_analysis.assumptions.verdicts import results_from_csv
-from vrg_analysis.audit import AUDIT_NOTEBOOKS, default_notebooks_dir, format_summary, run_audit
+from vrg_analysis.audit import AUDIT_NOTEBOOKS, format_summary, run_audit
 from vrg_analysis.cli import main
+from vrg_analysis.resources import notebooks_dir
 from vrg_analysis.testbeds import resolve_testbed
 
 pytest.importorskip("papermill")
@@ -14,7 +15,7 @@ pytest.importorskip("papermill")
 
 def test_every_audit_notebook_exists():
     for name in AUDIT_NOTEBOOKS:
-        assert (default_notebooks_dir() / f"{name}.ipynb").is_file()
+        assert (notebooks_dir() / f"{name}.ipynb").is_file()
 
 
 def test_run_audit_writes_notebooks_tables_and_figures_and_ignores_stale_tables(tmp_path):
@@ -34,6 +35,18 @@ def test_run_audit_writes_notebooks_tables_and_figures_and_ignores_stale_tables(
     assert run.markdown.read_text().startswith("| audit |")
     assert any((out / "figures").glob("*.png"))
     assert "independence" in format_summary(run.verdicts)
+    # without notebooks the library alone writes the same table
+    again = run_audit(
+        "mixture-2d",
+        tmp_path / "lib",
+        quick=True,
+        notebooks=("audit_independence",),
+        progress=False,
+        execute_notebooks=False,
+    )
+    assert again.notebooks == () and again.csv.read_text() == run.csv.read_text().replace(
+        str(out), str(tmp_path / "lib")
+    )
 
 
 def test_audit_command_names_bad_input(tmp_path, capsys):

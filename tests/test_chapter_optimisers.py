@@ -83,12 +83,12 @@ def test_paired_table_is_one_holm_family(result: chapter.Result) -> None:
     assert (ll.verdict == "contradicted").all() and (ll.difference < -1.0).all()
 
 
-def test_against_pairs_one_arm_with_another(result: chapter.Result) -> None:
+def test_one_arm_is_paired_with_another(result: chapter.Result) -> None:
     p = result.params
     res = result.comparisons["trained"]
     held, pen = result.labels["exact_keep_start"], result.labels["exact_penalty"]
     c = paired_comparison(
-        chapter.against(res, held), "ddim", p.baseline_name, p.num_steps, pen, "log_likelihood"
+        res, "ddim", p.baseline_name, p.num_steps, pen, "log_likelihood", reference=held
     )
     ll = {
         v: np.concatenate(
@@ -101,9 +101,8 @@ def test_against_pairs_one_arm_with_another(result: chapter.Result) -> None:
     }
     assert c.delta == pytest.approx(ll[pen].mean() - ll[held].mean(), rel=1e-12)
     assert result.penalty_vs_held.delta == pytest.approx(c.delta, rel=1e-12)
-    assert "baseline trajectory" in chapter.against(res, held).variants()
-    with pytest.raises(ValueError, match="no arm"):
-        chapter.against(res, "nonsense")
+    with pytest.raises(KeyError, match="nonsense"):
+        paired_comparison(res, "ddim", p.baseline_name, p.num_steps, pen, reference="nonsense")
 
 
 @pytest.mark.parametrize(

@@ -144,8 +144,3 @@ def test_planted_truth_is_the_planted_variance(result: chapter.Result) -> None:
     np.testing.assert_allclose(truth, 0.25 * spread.mse, rtol=1e-12)
     const = chapter.planted_truth("mixture-2d", "constant", 0.1, spread)
     np.testing.assert_allclose(const, 0.01)
-
-
-def test_deprecated_names_point_at_the_new_ones() -> None:
-    assert chapter.ExactStudyConfig is chapter.Params
-    assert chapter.profile_planted_testbed is chapter.planted_profiles

@@ -16,9 +16,11 @@ from vrg_analysis.studies.engine import (
     ComparisonResult,
     judge,
     paired_comparison,
+    profiles_for,
     run_comparison,
     setup_testbed,
 )
+from vrg_analysis.testbeds import make_testbed
 from vrg_analysis.vrg.arms import GlobalOptimumArm
 from vrg_analysis.vrg.retime import PUBLISHED_VRG, VRGSetting
 
@@ -324,3 +326,35 @@ def test_planted_error_decomposes_into_discretisation_and_propagated() -> None:
     g = res.arm("ddim", "time_uniform", 5, config.arms[1].label, 0)
     assert g.alpha_bar[0] == b0.alpha_bar[0] and g.cpe <= b0.cpe
     assert g.optimisation["converged"] and "cpe_reduction" in g.optimisation
+
+
+def test_a_planted_bias_is_added_to_the_exact_predictor() -> None:
+    cfg = ComparisonConfig(
+        testbed="mixture-2d",
+        samplers=("ddim",),
+        baselines=("time_uniform",),
+        steps=(3,),
+        seeds=(0,),
+        n_samples=4,
+        predictor="planted",
+        planted_error="constant",
+        planted_size=0.0,
+        planted_bias=0.3,
+        reference_steps=0,
+        profile_stride=250,
+        profile_samples=32,
+    )
+    profile, spread, model = profiles_for(cfg, use_cache=False)
+    bed = make_testbed("mixture-2d")
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.full((5,), 500.0)
+    assert torch.allclose(model(x, t) - bed.oracle(x, t), torch.full((5, 2), 0.3, dtype=x.dtype))
+    unbiased = profiles_for(replace(cfg, planted_bias=0.0), use_cache=False)[0]
+    # the profile carries the bias squared on top of the unbiased error (P2), up to the cross
+    # term 2 bias mean(error), which vanishes where the error is small (high noise)
+    small = unbiased.mse < 1e-2
+    assert small.any()
+    np.testing.assert_allclose((profile.mse - unbiased.mse)[small], 0.09, atol=0.01)
+    assert spread is None
+    with pytest.raises(ValueError, match="planted_bias"):
+        replace(cfg, planted_bias=float("nan"))

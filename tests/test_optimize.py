@@ -217,11 +217,9 @@ def test_penalty_optimum_is_never_worse_than_holding_the_start_level(one_torch_t
     timestep) a local solver stopped above it and still reported convergence: the planted
     mixture-2d profile below, time_quadratic K = 10, gave CPE unchanged under the penalty while
     holding the start level gained about 1%."""
-    from vrg_analysis.studies.exact_testbed import ExactStudyConfig, profile_planted_testbed
+    from vrg_analysis.studies.exact_testbed import Params, planted_profiles
 
-    pp = profile_planted_testbed(
-        ExactStudyConfig(planted_size=0.2, n_train=512, profile_stride=1, seed=0)
-    )
+    pp = planted_profiles(Params(planted_size=0.2, n_train=512, profile_stride=1, seed=0))
     sched = pp.model.schedule
     for name, k in (("time_quadratic", 10), ("time_quadratic", 5), ("time_uniform", 10)):
         base = baseline(name, sched, k)

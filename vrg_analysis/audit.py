@@ -1,43 +1,50 @@
-"""``python -m vrg_analysis audit``: run the three assumption-audit notebooks on one model.
+"""``python -m vrg_analysis audit``: the assumption audits of one model, from the library.
 
-Each notebook (:data:`AUDIT_NOTEBOOKS`) is executed with papermill, with the parameters every
-audit notebook takes (``model``, ``data``, ``device``, ``quick``, ``seed``, ``verdict_dir``,
-``figure_dir``). Into ``out_dir`` go the executed notebooks, ``verdicts/<notebook>.csv`` (one
-table per audit, written by the notebook), the combined ``verdicts.csv`` / ``verdicts.md`` and the
-figures (``figures/*.png``). A notebook that fails stops the run with its name and error; the
-tables of the notebooks that finished stay in place.
+For each audit (:data:`AUDIT_NOTEBOOKS`) the runner calls the audit chapter's library function
+(:mod:`vrg_analysis.assumptions.chapters`: ``run``, cached by its parameters and the model's
+identity), writes its verdict table (``verdicts/<notebook>.csv`` and ``.md``) and its figures
+(``figures/*.png``), and then, unless told not to, executes the shipped notebook (found through
+:mod:`vrg_analysis.resources`, so an installed package finds it too) with the same parameters:
+the notebook's library call hits the cache, so the reader's executed notebook shows the same
+results at little cost. Into ``out_dir`` also go the combined ``verdicts.csv`` / ``verdicts.md``.
+The tables of an earlier run are removed first, so a failed audit never leaves a stale table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from tqdm import tqdm
+
+from vrg_analysis.assumptions.chapters import gaussian, independence, transfer
 from vrg_analysis.assumptions.verdicts import (
     AuditResult,
     results_from_csv,
     summarize,
     write_results,
 )
+from vrg_analysis.params import as_bool, as_int
+from vrg_analysis.resources import notebooks_dir
+from vrg_analysis.studies import bias_sensitivity
 from vrg_analysis.testbeds import resolve_testbed
 
 __all__ = [
     "AUDIT_NOTEBOOKS",
     "AuditRun",
-    "default_notebooks_dir",
     "format_summary",
     "read_verdicts",
     "run_audit",
+    "run_chapter",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The audit notebooks, in the order they run.
 AUDIT_NOTEBOOKS: tuple[str, ...] = ("audit_gaussian", "audit_independence", "audit_transfer")
-
-
-def default_notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` folder beside the package."""
-    return Path(__file__).resolve().parent.parent / "notebooks"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,63 @@ def read_verdicts(verdict_dir: str | Path) -> list[AuditResult]:
     return out
 
 
+def _gaussian(common: dict[str, Any], verdict_dir: Path, figure_dir: Path) -> None:
+    result = gaussian.run(gaussian.Params(**common))
+    bias = bias_sensitivity.run(bias_sensitivity.Params(quick=common["quick"], seed=common["seed"]))
+    figs = {**gaussian.figures(result), **bias_sensitivity.figures(bias)}
+    gaussian.write_outputs(result, verdict_dir, figure_dir, figs)
+
+
+def _independence(common: dict[str, Any], verdict_dir: Path, figure_dir: Path) -> None:
+    result = independence.run(independence.Params(**common))
+    independence.write_outputs(result, verdict_dir, figure_dir, independence.figures(result))
+
+
+def _transfer(common: dict[str, Any], verdict_dir: Path, figure_dir: Path) -> None:
+    result = transfer.run(transfer.Params(**common))
+    transfer.write_outputs(result, verdict_dir, figure_dir, transfer.figures(result))
+
+
+#: notebook -> the library call that computes its audit and writes its table and figures
+_CHAPTERS: dict[str, Callable[[dict[str, Any], Path, Path], None]] = {
+    "audit_gaussian": _gaussian,
+    "audit_independence": _independence,
+    "audit_transfer": _transfer,
+}
+
+
+def run_chapter(
+    name: str, common: dict[str, Any], verdict_dir: str | Path, figure_dir: str | Path
+) -> None:
+    """Compute one audit chapter with the library and write its verdict table and figures."""
+    if name not in _CHAPTERS:
+        raise ValueError(f"unknown audit {name!r}; known: {sorted(_CHAPTERS)}")
+    _CHAPTERS[name](common, Path(verdict_dir), Path(figure_dir))
+
+
+def _execute_notebook(name: str, params: dict[str, Any], out: Path, progress: bool) -> Path:
+    try:
+        import papermill as pm
+    except ImportError as exc:  # pragma: no cover - papermill is a dependency
+        raise ValueError("writing the executed notebooks needs papermill") from exc
+    src = notebooks_dir() / f"{name}.ipynb"
+    if not src.is_file():
+        raise ValueError(f"audit notebook {src} not found (a broken installation?)")
+    target = out / f"{name}.ipynb"
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(target),
+            parameters=params,
+            cwd=str(out),
+            progress_bar=progress,
+            kernel_name="python3",
+        )
+    except Exception as exc:  # papermill wraps the cell's error
+        raise RuntimeError(f"audit notebook {name} failed (see {target}): {exc}") from exc
+    return target
+
+
 def run_audit(
     model: str,
     out_dir: str | Path,
@@ -69,59 +133,39 @@ def run_audit(
     quick: bool = False,
     seed: int = 0,
     notebooks: Sequence[str] = AUDIT_NOTEBOOKS,
-    notebooks_dir: str | Path | None = None,
+    execute_notebooks: bool = True,
     progress: bool = True,
 ) -> AuditRun:
-    """Run the audit notebooks on ``model`` (a testbed name or a diffusers folder; see
-    :func:`~vrg_analysis.testbeds.resolve_testbed`) and collect the verdicts."""
-    try:
-        import papermill as pm
-    except ImportError as exc:  # pragma: no cover - papermill is in the book extra
-        raise ValueError(
-            "the audit command needs papermill: pip install 'vrg-analysis[book]'"
-        ) from exc
-    src_dir = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
-    missing = [n for n in notebooks if not (src_dir / f"{n}.ipynb").is_file()]
-    if missing:
-        raise ValueError(f"audit notebook(s) {missing} not found in {src_dir}")
+    """Audit ``model`` (a testbed name or a diffusers folder with ``data``; see
+    :func:`~vrg_analysis.testbeds.resolve_testbed`) with the library and collect the verdicts;
+    with ``execute_notebooks`` also write the executed notebooks (module docstring)."""
+    seed = as_int(seed, "seed", minimum=0)
+    quick = as_bool(quick, "quick")
+    unknown = [n for n in notebooks if n not in _CHAPTERS]
+    if unknown:
+        raise ValueError(f"unknown audit notebook(s) {unknown}; known: {list(AUDIT_NOTEBOOKS)}")
     resolve_testbed(model, data=data, device=device)  # fail fast on a bad model/data/device
     out = Path(out_dir).resolve()
     verdict_dir, figure_dir = out / "verdicts", out / "figures"
     verdict_dir.mkdir(parents=True, exist_ok=True)
     figure_dir.mkdir(parents=True, exist_ok=True)
-    params = {
+    common = {
         "model": str(Path(model).resolve()) if Path(model).is_dir() else model,
         "data": None if data is None else str(Path(data).resolve()),
         "device": device,
-        "quick": bool(quick),
-        "seed": int(seed),
-        "verdict_dir": str(verdict_dir),
-        "figure_dir": str(figure_dir),
+        "quick": quick,
+        "seed": seed,
     }
     names = list(notebooks)
     for name in names:  # a table left by an earlier run must not be read as this run's
         (verdict_dir / f"{name}.csv").unlink(missing_ok=True)
         (verdict_dir / f"{name}.md").unlink(missing_ok=True)
     done: list[Path] = []
-    iterator = names
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(names, desc="audits", unit="notebook")
-    for name in iterator:
-        target = out / f"{name}.ipynb"
-        try:
-            pm.execute_notebook(
-                str(src_dir / f"{name}.ipynb"),
-                str(target),
-                parameters=params,
-                cwd=str(src_dir),
-                progress_bar=progress,
-                kernel_name="python3",
-            )
-        except Exception as exc:  # papermill wraps the cell's error
-            raise RuntimeError(f"audit notebook {name} failed (see {target}): {exc}") from exc
-        done.append(target)
+    for name in tqdm(names, desc="audits", unit="audit", disable=not progress):
+        run_chapter(name, common, verdict_dir, figure_dir)
+        if execute_notebooks:
+            nb_params = {**common, "verdict_dir": str(verdict_dir), "figure_dir": str(figure_dir)}
+            done.append(_execute_notebook(name, nb_params, out, progress))
     verdicts = [
         r
         for name in names
@@ -138,7 +182,6 @@ def format_summary(verdicts: Sequence[AuditResult]) -> str:
     for audit, s in summarize(verdicts).items():
         lines.append(
             f"{audit:28s} {s['verdict']:13s} ({s['supported']} supported, {s['contradicted']} "
-            f"contradicted, "
-            f"{s['inconclusive']} inconclusive of {s['tests']})"
+            f"contradicted, {s['inconclusive']} inconclusive of {s['tests']})"
         )
     return "\n".join(lines)

@@ -294,7 +294,7 @@ def independence_audit(
 
     out = with_adjusted(perm_rows, correction, alpha, rule)
     out += with_adjusted(dcor_rows, correction, alpha, rule)
-    cc = cpe_with_step_covariance(sample, seed=seed)
+    cc = cpe_with_step_covariance(sample, bootstrap=bootstrap, seed=seed)
     lo, hi = cc.ratio_ci
     verdict = decide(
         cc.ratio,

@@ -57,6 +57,13 @@ PALETTE: dict[str, str] = {
     "vrg (paper's settings)": "#cc79a7",
     "global optimum": "#d55e00",
     "mlp_sgd": "#56b4e9",
+    "cpe + d": "#ca9161",
+    "j-prop": "#de8f05",
+    "auto-gamma": "#029e73",
+    "oracle gamma": "#cc78bc",
+    # the predictors an exact testbed can sample with
+    "exact eps*": "#000000",
+    "trained mlp": "#8c564b",
 }
 #: The verdict badges (background colours) of every table and of the headline figure.
 VERDICT_COLOURS: dict[str, str] = {
@@ -83,8 +90,11 @@ def colour(name: str) -> str:
         if "mlp+sgd" in low:
             return PALETTE["mlp_sgd"]
         return PALETTE["vrg"]
-    if "global optimum" in low:
-        return PALETTE["global optimum"]
+    for key in ("global optimum", "cpe + d", "j-prop", "auto-gamma", "oracle gamma"):
+        if key in low:
+            return PALETTE[key]
+    if low in ("exact eps*", "trained mlp"):
+        return PALETTE[low]
     raise KeyError(f"no book colour for {name!r}; known: {sorted(PALETTE)}")
 
 

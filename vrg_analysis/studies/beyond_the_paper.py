@@ -18,14 +18,15 @@ of the paired comparison engine that report the model calls they spend before sa
   from the same validation noises ((G1) of :mod:`vrg_analysis.vrg.gamma_selection`); the oracle
   twin scores against the exact probability-flow ODE instead.
 
-Both are compared with VRG as published and with the baseline on an exact Gaussian-mixture
-testbed with its trained MLP, at the same K, from the same test noises, against the exact ODE
+Both are compared with VRG as published and with the baseline on an exact Gaussian-mixture testbed
+with its trained MLP, at the same K, from the same test noises, against the exact ODE
 (:func:`~vrg_analysis.studies.engine.run_comparison`; probes and validation noises are drawn once,
 independent of every test seed). Each method is paired with VRG as published
-(:func:`~vrg_analysis.studies.optimisers.against`): the endpoint error by the engine's paired
-bootstrap and paired t test, the absolute log-likelihood gap by :func:`abs_gap_comparison`; one
-table of verdicts, Holm's correction over it. :func:`check_local_error` checks (D2) and the model
-(D1) against the true local error of the exact predictor.
+(:func:`~vrg_analysis.studies.engine.paired_comparison` with ``reference=``): the endpoint error by
+the engine's paired bootstrap and paired t test, the absolute log-likelihood gap by
+:func:`abs_gap_comparison`; one table of verdicts, Holm's correction over it.
+:func:`check_local_error` checks (D2) and the model (D1) against the true local error of the exact
+predictor.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from vrg_analysis.evaluation.stats import (
     t_interval,
 )
 from vrg_analysis.models.analytic import GaussianMixture, reference_ode_endpoint
+from vrg_analysis.params import as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import colour, styled
 from vrg_analysis.report.theme import MAX_COLUMNS, PAGE_WIDTH
 from vrg_analysis.samplers import initial_noise
@@ -62,8 +64,6 @@ from vrg_analysis.studies.engine import (
     paired_comparison,
     run_comparison,
 )
-from vrg_analysis.studies.optimisers import against
-from vrg_analysis.studies.params import as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.testbeds import resolve_testbed
 from vrg_analysis.vrg.discretisation import (
     DiscretisationAwareArm,
@@ -112,15 +112,15 @@ LABEL: dict[str, str] = {
     "auto_gamma": "(b) auto-gamma VRG",
     "oracle_gamma": "oracle gamma (exact reference)",
 }
-#: Colours: the book's for the baseline, VRG and CPE's global optimum; the new arms' own.
+#: Colours: the book's palette (vrg_analysis.report.theme).
 COLOURS: dict[str, str] = {
     "baseline": colour("baseline"),
     "vrg": colour("VRG(gamma=0.01, lambda=100)"),
     "cpe_global": colour("CPE global optimum"),
-    "disc": "#ca9161",
-    "disc_prop": "#de8f05",
-    "auto_gamma": "#029e73",
-    "oracle_gamma": "#cc78bc",
+    "disc": colour("CPE + D"),
+    "disc_prop": colour("J-prop"),
+    "auto_gamma": colour("auto-gamma"),
+    "oracle_gamma": colour("oracle gamma"),
 }
 #: Bootstrap resamples of each paired comparison with VRG as published.
 N_BOOT = 1000
@@ -489,13 +489,13 @@ def _judged(
     """Every method against VRG as published on the endpoint error and the absolute gap; one
     family: Holm's correction over the whole table."""
     vrg = labels["vrg"]
-    rebased = against(res, vrg)
-    name = {**labels, "baseline": "baseline trajectory"}
     rows = []
     for b in params.baselines:
         for k in params.steps:
             for m in JUDGED:
-                c = paired_comparison(rebased, "ddim", b, k, name[m], "exact_error", n_boot=N_BOOT)
+                c = paired_comparison(
+                    res, "ddim", b, k, labels[m], "exact_error", n_boot=N_BOOT, reference=vrg
+                )
                 rows.append(
                     {
                         "baseline": b,

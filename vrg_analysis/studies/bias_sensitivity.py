@@ -50,17 +50,16 @@ from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.schedules import sigma_from_alpha_bar
 from vrg_analysis.core.trajectories import BASELINES
 from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.params import as_bool, as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.studies.engine import (
     METRIC_DIRECTION,
     ComparisonConfig,
     ComparisonResult,
-    ComparisonSetup,
+    RelativeStd,
     compare_all,
     run_comparison,
-    setup_from_testbed,
 )
-from vrg_analysis.studies.params import as_bool, as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.testbeds import MixtureTestbed, make_testbed
 from vrg_analysis.vrg.retime import VRGSetting
 
@@ -72,7 +71,6 @@ __all__ = [
     "Params",
     "Result",
     "Summary",
-    "biased_setup",
     "planted_models",
     "run",
     "wide_table",
@@ -182,7 +180,8 @@ class Params:
         return VRGSetting(self.gamma, self.reg_lambda)
 
     def config(self) -> ComparisonConfig:
-        """The paired comparison of either planted model (the models differ in the setup)."""
+        """The paired comparison of the control planted model (the biased one adds
+        ``planted_bias``)."""
         return ComparisonConfig(
             testbed=TESTBED,
             samplers=("ddim",),
@@ -215,29 +214,12 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def biased_setup(bed: MixtureTestbed, bias: float) -> ComparisonSetup:
-    """The engine's setup of ``bed`` whose exact predictor is ``eps* + bias``: the engine's planted
-    predictor (``eps* + std(a) z``, its spread profiled on the true ``eps*``) then carries the
-    bias, with the same noise stream as the control. The bias is part of the fingerprint (cache
-    key)."""
-    base = setup_from_testbed(bed, trained=False)
-    return replace(
-        base,
-        oracle=PlantedErrorModel(bed.oracle, bias=bias),
-        fingerprint={**dict(base.fingerprint), "oracle_bias": float(bias)},
-    )
-
-
 def planted_models(
     bed: MixtureTestbed, spread: ErrorProfile, params: Params
 ) -> dict[str, PlantedErrorModel]:
     """The two planted models as the engine builds them (``std(a)^2 = bias_relative_std x
     spread(a)``, the spread clamped outside its profiled range), for the zero-mean audit."""
-    size = params.bias_relative_std
-
-    def std(a: FloatArray) -> FloatArray:
-        return np.sqrt(size * spread.w(a, outside="clamp"))
-
+    std = RelativeStd(spread, params.bias_relative_std)
     return {
         "control": PlantedErrorModel(bed.oracle, std=std, seed=params.seed),
         "biased": PlantedErrorModel(bed.oracle, std=std, bias=params.bias_size, seed=params.seed),
@@ -307,7 +289,9 @@ def run(params: Params, *, progress: bool = False) -> Result:
         cfg = params.config()
         comps = {
             "control": run_comparison(cfg, progress=progress),
-            "biased": run_comparison(cfg, biased_setup(bed, params.bias_size), progress=progress),
+            "biased": run_comparison(
+                replace(cfg, planted_bias=params.bias_size), progress=progress
+            ),
         }
         spread = comps["control"].spread_profiles[cfg.seeds[0]]
         # 1. the zero-mean audit of both planted models, errors against the true noise

@@ -83,6 +83,8 @@ __all__ = [
     "setup_testbed",
     "setup_checkpoint",
     "run_comparison",
+    "profiles_for",
+    "RelativeStd",
     "paired_comparison",
     "judge",
     "compare_all",
@@ -133,7 +135,8 @@ class ComparisonConfig:
     was trained on). ``samplers``: registry names. ``arms``: the trajectory rules compared with
     each baseline (:mod:`vrg_analysis.vrg.arms`; VRG settings may be given as mappings).
     ``predictor``: what samples (:data:`PREDICTORS`; ``"planted"`` with ``planted_error``,
-    ``planted_size`` and ``planted_correlation``, the AR(1) correlation of the error along a path).
+    ``planted_size``, ``planted_correlation``, the AR(1) correlation of the error along a path,
+    and ``planted_bias``, a constant added to every prediction).
     ``guidance_scale``: classifier-free guidance of a class-conditional testbed, labels cycling
     through the classes. ``reference_steps``: levels of the fine time-uniform DDIM solve behind
     ``image_mse`` (0: none). ``exact_reference`` / ``decompose``: the exact-ODE errors (exact
@@ -153,6 +156,7 @@ class ComparisonConfig:
     planted_error: str = "relative"
     planted_size: float = 0.0
     planted_correlation: float = 0.0
+    planted_bias: float = 0.0
     guidance_scale: float | None = None
     reference_steps: int = 200
     exact_reference: bool = False
@@ -205,6 +209,8 @@ class ComparisonConfig:
             raise ValueError(
                 f"planted_size must be a finite number >= 0, got {self.planted_size!r}"
             )
+        if not math.isfinite(self.planted_bias):
+            raise ValueError(f"planted_bias must be finite, got {self.planted_bias!r}")
         if not -1.0 < self.planted_correlation < 1.0:
             raise ValueError(
                 f"planted_correlation must lie in (-1, 1), got {self.planted_correlation!r}"
@@ -491,7 +497,11 @@ def _planted(
     else:
         std = config.planted_size
     return PlantedErrorModel(
-        setup.oracle, std=std, step_correlation=config.planted_correlation, seed=int(seed)
+        setup.oracle,
+        std=std,
+        bias=config.planted_bias,
+        step_correlation=config.planted_correlation,
+        seed=int(seed),
     )
 
 
@@ -553,7 +563,7 @@ def _profiles(
         model = _planted(setup, config, spread, 0 if seed is None else int(seed))
         what = (
             f"planted({config.planted_error}, {config.planted_size:g}, "
-            f"rho {config.planted_correlation:g})"
+            f"rho {config.planted_correlation:g}, bias {config.planted_bias:g})"
         )
     if model is None:
         raise ValueError(f"testbed {setup.name!r} ships no trained model for this configuration")
@@ -568,6 +578,21 @@ def _profiles(
     return _Profiles(profile, spread if config.spread else None, model_error), model
 
 
+def profiles_for(
+    config: ComparisonConfig,
+    seed: int | None = None,
+    setup: ComparisonSetup | None = None,
+    *,
+    use_cache: bool | None = None,
+) -> tuple[ErrorProfile, ErrorProfile | None, Any]:
+    """What :func:`run_comparison` profiles for ``seed`` (``None``: the shared profile): the
+    profile of the model that samples, the reference predictor's (with ``spread``, else
+    ``None``) and that model, from the same cache entries as the comparison."""
+    setup = setup if setup is not None else setup_testbed(config)
+    profs, model = _profiles(setup, config, seed, use_cache)
+    return profs.profile, profs.spread, model
+
+
 def _plans(
     config: ComparisonConfig, setup: ComparisonSetup, profiles: _Profiles, model: Any
 ) -> list[tuple[str, str, int, str, Trajectory, dict[str, Any]]]:
@@ -576,6 +601,7 @@ def _plans(
         profile=profiles.profile,
         schedule=setup.schedule,
         model=model,
+        oracle=setup.oracle,
         model_kwargs=dict(setup.model_kwargs),
         validation_noise=lambda n: initial_noise((n, *setup.shape), 2**31 - 1),
     )
@@ -830,8 +856,10 @@ def paired_comparison(
     n_boot: int = 200,
     confidence: float = 0.95,
     seed: int = 0,
+    reference: str = "baseline",
 ) -> PairedComparison:
-    """Arm ``variant`` (default: the first arm) against the baseline of one configuration.
+    """Arm ``variant`` (default: the first arm) against the baseline of one configuration (or
+    against another arm, ``reference``: both ran from the same starting noise).
 
     Bootstrap (:func:`~vrg_analysis.evaluation.stats.paired_bootstrap`): ``n_boot`` resamples of
     sample indices, drawn within each seed and applied to both arms at once (the pairing by
@@ -844,7 +872,7 @@ def paired_comparison(
         raise ValueError(f"confidence must lie in (0.5, 1), got {confidence!r}")
     variant = variant or result.config.arm_labels[0]
     key = (sampler, baseline_name, k)
-    arms_b = [result.arm(*key, "baseline", s) for s in result.config.seeds]
+    arms_b = [result.arm(*key, reference, s) for s in result.config.seeds]
     arms_v = [result.arm(*key, variant, s) for s in result.config.seeds]
     rng = np.random.default_rng(seed)
     sizes = [a.features.shape[0] for a in arms_b]
@@ -927,12 +955,13 @@ def compare_all(
     n_boot: int = 200,
     alpha: float = 0.05,
     correction: Correction = "holm",
+    reference: str = "baseline",
 ) -> list[PairedComparison]:
-    """Every arm (or ``variants``) against its baseline in every configuration on one metric,
-    judged as one family (:func:`judge`)."""
-    labels = list(variants) if variants is not None else result.config.arm_labels
+    """Every arm (or ``variants``) against its baseline (or arm ``reference``) in every
+    configuration on one metric, judged as one family (:func:`judge`)."""
+    labels = [v for v in (variants or result.config.arm_labels) if v != reference]
     comps = [
-        paired_comparison(result, s, b, k, v, metric, n_boot=n_boot)
+        paired_comparison(result, s, b, k, v, metric, n_boot=n_boot, reference=reference)
         for s, b, k in result.configurations()
         for v in labels
     ]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -60,6 +60,7 @@ from vrg_analysis.evaluation.stats import (
     t_interval,
 )
 from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.params import as_choice, as_float, as_int, as_tuple
 from vrg_analysis.report import MAX_COLUMNS, PAGE_WIDTH, colour, styled
 from vrg_analysis.studies.engine import (
     PLANTED_ERRORS,
@@ -67,9 +68,9 @@ from vrg_analysis.studies.engine import (
     ComparisonResult,
     judge,
     paired_comparison,
+    profiles_for,
     run_comparison,
 )
-from vrg_analysis.studies.params import as_choice, as_float, as_int, as_tuple
 from vrg_analysis.testbeds import make_testbed
 from vrg_analysis.vrg.retime import VRGSetting
 
@@ -101,8 +102,6 @@ __all__ = [
     "summary",
     "panel_grid",
     # deprecated names (see the end of the module)
-    "ExactStudyConfig",
-    "profile_planted_testbed",
 ]
 
 CHAPTER = "vrg_on_exact_testbed"
@@ -282,14 +281,21 @@ def _planted_profiles(result: ComparisonResult, params: Params) -> PlantedProfil
     )
 
 
-def planted_profiles(params: Params | None = None, **_legacy: Any) -> PlantedProfiles:
-    """Step 1 alone: the profiles the chapter's run uses (the engine's Algorithm 1, cached), from
-    an engine run of two samples on one baseline and ``K`` (the profile does not depend on them).
-    Keyword arguments of the old ``profile_planted_testbed`` (``testbed=``) are ignored."""
+def planted_profiles(params: Params | None = None) -> PlantedProfiles:
+    """Step 1 alone: the profiles the chapter's run uses (the engine's Algorithm 1 for the
+    params' seed, :func:`~vrg_analysis.studies.engine.profiles_for`, from the same cache)."""
     p = params or Params()
-    small = replace(p.config(), baselines=p.baselines[:1], steps=p.steps[:1], n_samples=2)
-    small = replace(small, exact_reference=False, decompose=False)
-    return _planted_profiles(run_comparison(small), p)
+    cfg = p.config()
+    profile, spread, _ = profiles_for(cfg, p.seed if cfg.profile_per_seed else None)
+    assert spread is not None  # the chapter's config profiles the reference predictor
+    model = planted_model(p.testbed, p.planted_error, p.planted_size, spread, p.seed)
+    return PlantedProfiles(
+        model=model,
+        profile=profile,
+        spread_profile=spread,
+        model_error_profile=_model_error(profile, spread),
+        planted_error_variance=model.known_error_variance(spread.alpha_bar),
+    )
 
 
 # ===================================================================== per-seed rows
@@ -818,13 +824,3 @@ def summary(result: Result) -> Summary:
         best_rel_change=float(vrg["relative change %"].min()),
         worst_rel_change=float(vrg["relative change %"].max()),
     )
-
-
-# ===================================================================== deprecated names
-#: Deprecated: the old study's configuration had exactly the fields of :class:`Params` (less the
-#: ODE tolerance, now the testbed's). Kept only for callers outside this chapter
-#: (``tests/test_optimize.py``, ``notebooks/audit_gaussian.ipynb``) until they move; no sampling
-#: loop stands behind it.
-ExactStudyConfig = Params
-#: Deprecated: :func:`planted_profiles`.
-profile_planted_testbed = planted_profiles

@@ -40,9 +40,9 @@ from vrg_analysis.core.cpe import cpe_terms, cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile, read_official_profile
 from vrg_analysis.core.schedules import NoiseSchedule, sigma_from_alpha_bar
 from vrg_analysis.core.trajectories import Trajectory, baseline, read_official_trajectory
+from vrg_analysis.params import as_float, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
 from vrg_analysis.studies.claims import Finding
-from vrg_analysis.studies.params import as_float, as_int, as_tuple
 from vrg_analysis.vrg.optimize import MLPSGDConfig, OptimizationResult, optimize_trajectory
 
 __all__ = [

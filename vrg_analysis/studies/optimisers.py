@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from vrg_analysis.core.schedules import (
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline, read_official_trajectory
 from vrg_analysis.evaluation.metrics import mixture_reference
 from vrg_analysis.evaluation.stats import t_interval
+from vrg_analysis.params import as_float, as_int, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
 from vrg_analysis.report.theme import PAGE_WIDTH
 from vrg_analysis.samplers import initial_noise, sample
@@ -71,7 +72,6 @@ from vrg_analysis.studies.engine import (
     paired_comparison,
     run_comparison,
 )
-from vrg_analysis.studies.params import as_float, as_int, check_seeds
 from vrg_analysis.testbeds import resolve_testbed
 from vrg_analysis.vrg.arms import ArmContext, arm_summary
 from vrg_analysis.vrg.global_optimum import global_optimum
@@ -82,7 +82,6 @@ __all__ = [
     "OptimiserArm",
     "level_grid",
     "optimiser_table",
-    "against",
     "time_sampling_batch",
     "cheap_verdict",
     "Params",
@@ -310,24 +309,6 @@ def optimiser_table(
     t["CPE reduction %"] = 100.0 * (1.0 - t["CPE"] / cpe0)
     t["start moved %"] = 100.0 * (t["start alpha_bar_K"] / a0 - 1.0)
     return t, trajs
-
-
-def against(result: ComparisonResult, reference: str) -> ComparisonResult:
-    """``result`` with arm ``reference`` in the baseline's place, so that
-    :func:`~vrg_analysis.studies.engine.paired_comparison` pairs another arm with it (same
-    starting noise, same seeds); the baseline trajectory itself becomes the arm
-    ``"baseline trajectory"``."""
-    if reference not in result.variants():
-        raise ValueError(f"no arm {reference!r}; arms: {result.variants()}")
-    arms = []
-    for a in result.arms:
-        if a.variant == reference:
-            arms.append(replace(a, variant="baseline"))
-        elif a.variant == "baseline":
-            arms.append(replace(a, variant="baseline trajectory"))
-        else:
-            arms.append(a)
-    return replace(result, arms=tuple(arms))
 
 
 def time_sampling_batch(
@@ -608,17 +589,17 @@ def run(params: Params, *, progress: bool = False) -> Result:
         [r for p, res in comps.items() for r in _quality_rows(res, p, labels, ref_ll)]
     )
     paired = _paired_rows(comps, params, labels, ref_ll)
-    held = against(trained, labels["exact_keep_start"])
     pvh = judge(
         [
             paired_comparison(
-                held,
+                trained,
                 "ddim",
                 params.baseline_name,
                 params.num_steps,
                 labels["exact_penalty"],
                 "log_likelihood",
                 n_boot=N_BOOT,
+                reference=labels["exact_keep_start"],
             )
         ]
     )[0]

@@ -44,8 +44,8 @@ from vrg_analysis.evaluation.stats import (
     one_sample_t,
     t_interval,
 )
+from vrg_analysis.params import as_folder
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
-from vrg_analysis.studies.params import as_folder
 
 __all__ = [
     "Params",

@@ -46,9 +46,9 @@ from vrg_analysis.cache import cached
 from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.schedules import NoiseSchedule
 from vrg_analysis.evaluation.stats import adjust_pvalues
+from vrg_analysis.params import as_folder, as_int
 from vrg_analysis.profiling import profile_prediction_error
 from vrg_analysis.report import PAGE_WIDTH, styled
-from vrg_analysis.studies.params import as_folder, as_int
 from vrg_analysis.testbeds import Testbed, known_testbeds, resolve_testbed
 
 __all__ = [

@@ -51,9 +51,9 @@ from vrg_analysis.core.trajectories import (
     read_official_trajectory,
 )
 from vrg_analysis.evaluation.stats import Aggregate, aggregate
+from vrg_analysis.params import as_choice, as_float, as_folder, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
 from vrg_analysis.studies.claims import Finding
-from vrg_analysis.studies.params import as_choice, as_float, as_folder, as_int, as_tuple
 from vrg_analysis.studies.profiling import algorithm1, profiled_timesteps, row_subset
 from vrg_analysis.testbeds import check_same_schedule, known_testbeds, make_testbed
 from vrg_analysis.vrg.objective import ratio_bounds

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vrg_analysis.studies.params import as_folder
+from vrg_analysis.params import as_folder
 from vrg_analysis.studies.performance import Benchmarks, load_benchmarks
 
 __all__ = ["Params", "Costs", "PROFILE_TIMESTEPS", "PROFILE_IMAGES", "costs", "run"]

@@ -52,8 +52,8 @@ from vrg_analysis.core.schedules import (
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
 from vrg_analysis.evaluation.stats import Interval, adjust_pvalues, aggregate, decide
 from vrg_analysis.models.analytic import OptimalEpsModel, reference_ode_endpoint
+from vrg_analysis.params import as_choice, as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
-from vrg_analysis.studies.params import as_choice, as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.testbeds import Testbed, known_testbeds, make_testbed
 
 __all__ = [

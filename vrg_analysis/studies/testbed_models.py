@@ -55,10 +55,10 @@ from vrg_analysis.evaluation.stats import (
     t_interval,
 )
 from vrg_analysis.models.checkpoints import load_card
+from vrg_analysis.params import as_choice, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.samplers import sample
 from vrg_analysis.studies.engine import FrechetToReference
-from vrg_analysis.studies.params import as_choice, as_int, as_tuple
 from vrg_analysis.testbeds import Testbed, make_testbed
 
 __all__ = [

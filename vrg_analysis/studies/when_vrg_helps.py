@@ -45,6 +45,7 @@ from scipy import stats as sps
 
 from vrg_analysis.core.trajectories import BASELINES
 from vrg_analysis.evaluation.stats import aggregate
+from vrg_analysis.params import as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.studies.engine import ComparisonConfig, ComparisonResult, run_comparison
 from vrg_analysis.studies.exact_testbed import (
@@ -55,7 +56,6 @@ from vrg_analysis.studies.exact_testbed import (
     seed_rows,
     summarise_over_seeds,
 )
-from vrg_analysis.studies.params import as_float, as_int, as_tuple, check_seeds
 
 __all__ = [
     "Params",

@@ -40,7 +40,8 @@ class ArmContext:
 
     ``profile``: the error profile Algorithm 1 measured (the one VRG optimises); ``schedule``: the
     model's; ``model``: the model being sampled (for arms that spend model calls, e.g. probing the
-    discretisation error); ``model_kwargs``: its conditioning; ``validation_noise(n)``: starting
+    discretisation error); ``oracle``: the exact predictor where the testbed has one;
+    ``model_kwargs``: its conditioning; ``validation_noise(n)``: starting
     noise independent of every evaluation seed, for arms that choose on a validation budget;
     ``extra``: chapter-specific inputs (e.g. a second profile).
     """
@@ -48,6 +49,7 @@ class ArmContext:
     profile: ErrorProfile
     schedule: NoiseSchedule
     model: Any = None
+    oracle: Any = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     validation_noise: Any = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -106,7 +106,7 @@ def vrg_retime(
         method=setting.method,
         mlp=MLPSGDConfig(epochs=int(setting.mlp_epochs)) if setting.method == "mlp_sgd" else None,
         alpha_bar_max=hi,
-        alpha_bar_min=None if setting.keep_start else lo,
+        alpha_bar_min=None if setting.keep_start or setting.method != "exact" else lo,
     )
     info = {
         "converged": bool(res.converged),

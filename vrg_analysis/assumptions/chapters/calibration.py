@@ -41,6 +41,7 @@ from scipy import stats
 from vrg_analysis.assumptions import calibration as cal
 from vrg_analysis.evaluation.stats import wilson_interval
 from vrg_analysis.io import atomic_write_text
+from vrg_analysis.params import as_int
 from vrg_analysis.report import PAGE_WIDTH, VERDICT_COLOURS
 
 __all__ = [
@@ -85,19 +86,6 @@ _PLANTED: dict[str, str] = {
 _MET, _MISSED = VERDICT_COLOURS["supported"], VERDICT_COLOURS["contradicted"]
 
 
-def _int(value: Any, name: str, minimum: int) -> int:
-    """An integer parameter ``>= minimum`` (integral floats and digit strings accepted)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"parameter {name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"parameter {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class Params:
     """The chapter's parameters (the notebook's ``parameters`` cell; CI-sized defaults: 150
@@ -111,12 +99,12 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        s(self, "replications", _int(self.replications, "replications", 10))
-        s(self, "n", _int(self.n, "n", 20))
-        s(self, "n_paths", _int(self.n_paths, "n_paths", 10))
+        s(self, "replications", as_int(self.replications, "replications", minimum=10))
+        s(self, "n", as_int(self.n, "n", minimum=20))
+        s(self, "n_paths", as_int(self.n_paths, "n_paths", minimum=10))
         if self.n_paths > self.n:
             raise ValueError(f"parameter n_paths must be <= n = {self.n}, got {self.n_paths}")
-        s(self, "seed", _int(self.seed, "seed", 0))
+        s(self, "seed", as_int(self.seed, "seed", minimum=0))
         a = self.alpha
         if isinstance(a, bool) or not isinstance(a, int | float) or not 0.0 < float(a) < 0.5:
             raise ValueError(f"parameter alpha must be a number in (0, 0.5), got {a!r}")

@@ -40,7 +40,6 @@ studies (:mod:`vrg_analysis.studies.bias_sensitivity`), which this layer may not
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from threadpoolctl import threadpool_limits
 from vrg_analysis.assumptions.gaussianity import normality_audit, zero_mean_audit
 from vrg_analysis.assumptions.samples import ErrorSample, errors_on_data
 from vrg_analysis.assumptions.verdicts import AuditResult, with_source, write_results
+from vrg_analysis.cache import cached
 from vrg_analysis.core.schedules import NoiseSchedule, sigma_from_alpha_bar
 from vrg_analysis.evaluation.stats import (
     VERDICTS,
@@ -68,6 +68,7 @@ from vrg_analysis.evaluation.stats import (
     percentile_interval,
     t_interval,
 )
+from vrg_analysis.params import as_bool, as_float, as_int
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.testbeds import resolve_testbed
 
@@ -120,35 +121,6 @@ FloatArray = NDArray[np.float64]
 
 
 # ===================================================================== parameters
-def _int(value: Any, name: str, minimum: int) -> int:
-    """An integer parameter ``>= minimum`` (integral floats and digit strings accepted)."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"parameter {name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"parameter {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise ValueError(f"parameter {name} must be true or false, got {value!r}")
-    return value
-
-
-def _positive(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"parameter {name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not (math.isfinite(v) and v > 0.0):
-        raise ValueError(f"parameter {name} must be a finite number > 0, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -180,16 +152,16 @@ class Params:
         if self.data is not None and not isinstance(self.data, str):
             raise ValueError(f"parameter data must be a path or None, got {self.data!r}")
         s(self, "data", self.data or None)
-        s(self, "quick", _bool(self.quick, "quick"))
-        s(self, "seed", _int(self.seed, "seed", 0))
+        s(self, "quick", as_bool(self.quick, "quick"))
+        s(self, "seed", as_int(self.seed, "seed", minimum=0))
         for name, (quick, full) in _SIZES.items():
             value = getattr(self, name)
             value = (quick if self.quick else full) if value is None else value
-            s(self, name, _int(value, name, {"n_samples": 20, "num_levels": 1}[name]))
+            s(self, name, as_int(value, name, minimum={"n_samples": 20, "num_levels": 1}[name]))
         if self.max_coordinates is not None:
-            s(self, "max_coordinates", _int(self.max_coordinates, "max_coordinates", 1))
-        s(self, "margin", _positive(self.margin, "margin"))
-        s(self, "bootstrap", _int(self.bootstrap, "bootstrap", 20))
+            s(self, "max_coordinates", as_int(self.max_coordinates, "max_coordinates", minimum=1))
+        s(self, "margin", as_float(self.margin, "margin", minimum=0.0, open_low=True))
+        s(self, "bootstrap", as_int(self.bootstrap, "bootstrap", minimum=20))
 
 
 # ===================================================================== the computation
@@ -326,6 +298,19 @@ class Result:
 
 
 def run(params: Params) -> Result:
+    """Draw the errors and run the zero-mean and Gaussianity audits, cached by the parameters and
+    the audited model's identity (:mod:`vrg_analysis.cache`): the notebook and
+    ``python -m vrg_analysis audit`` share one computation.
+    """
+    bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
+    return cached(
+        f"audit-{CHAPTER}",
+        {"params": params, "testbed": bed.fingerprint},
+        lambda: _compute(params),
+    )
+
+
+def _compute(params: Params) -> Result:
     """Draw the errors and run the zero-mean and Gaussianity audits (module docstring)."""
     bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
     ref = bed.reference()

@@ -64,10 +64,12 @@ from vrg_analysis.assumptions.verdicts import (
     with_source,
     write_results,
 )
+from vrg_analysis.cache import cached
 from vrg_analysis.core.cpe import step_increments
 from vrg_analysis.core.schedules import sigma_from_alpha_bar
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
 from vrg_analysis.models.analytic import PlantedErrorModel
+from vrg_analysis.params import as_bool, as_float, as_int
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.samplers import SAMPLERS, get_sampler, initial_noise, sample_generators
 from vrg_analysis.testbeds import make_testbed, resolve_testbed
@@ -110,35 +112,6 @@ FloatArray = NDArray[np.float64]
 
 
 # ===================================================================== parameters
-def _int(value: Any, name: str, minimum: int) -> int:
-    """An integer parameter ``>= minimum`` (integral floats and digit strings accepted)."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"parameter {name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"parameter {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise ValueError(f"parameter {name} must be true or false, got {value!r}")
-    return value
-
-
-def _float(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"parameter {name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(v):
-        raise ValueError(f"parameter {name} must be a finite number, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -176,8 +149,8 @@ class Params:
         if self.data is not None and not isinstance(self.data, str):
             raise ValueError(f"parameter data must be a path or None, got {self.data!r}")
         s(self, "data", self.data or None)
-        s(self, "quick", _bool(self.quick, "quick"))
-        s(self, "seed", _int(self.seed, "seed", 0))
+        s(self, "quick", as_bool(self.quick, "quick"))
+        s(self, "seed", as_int(self.seed, "seed", minimum=0))
         if self.sampler not in SAMPLERS:
             raise ValueError(
                 f"parameter sampler: unknown value {self.sampler!r}; allowed: {sorted(SAMPLERS)}"
@@ -187,18 +160,22 @@ class Params:
                 f"parameter trajectory_name: unknown value {self.trajectory_name!r}; allowed: "
                 f"{sorted(BASELINES)}"
             )
-        s(self, "num_steps", _int(self.num_steps, "num_steps", 2))
+        s(self, "num_steps", as_int(self.num_steps, "num_steps", minimum=2))
         if self.max_coordinates is not None:
-            s(self, "max_coordinates", _int(self.max_coordinates, "max_coordinates", 1))
+            s(self, "max_coordinates", as_int(self.max_coordinates, "max_coordinates", minimum=1))
         for name, (quick, full) in _SIZES.items():
             value = getattr(self, name)
             value = (quick if self.quick else full) if value is None else value
-            s(self, name, _int(value, name, {"n_paths": 10, "permutations": 19}.get(name, 20)))
-        rho = _float(self.control_correlation, "control_correlation")
+            s(
+                self,
+                name,
+                as_int(value, name, minimum={"n_paths": 10, "permutations": 19}.get(name, 20)),
+            )
+        rho = as_float(self.control_correlation, "control_correlation")
         if not -1.0 < rho < 1.0:
             raise ValueError(f"parameter control_correlation must lie in (-1, 1), got {rho}")
         s(self, "control_correlation", rho)
-        std = _float(self.control_std, "control_std")
+        std = as_float(self.control_std, "control_std")
         if not std > 0.0:
             raise ValueError(f"parameter control_std must be > 0, got {std}")
         s(self, "control_std", std)
@@ -336,7 +313,9 @@ def run_control(role: str, rho: float, params: Params) -> Control:
         consecutive=consecutive_correlations(
             s, bootstrap=int(params.bootstrap or 0), seed=params.seed
         ),
-        cpe=cpe_with_step_covariance(s, seed=params.seed),  # the consequence row's own interval
+        cpe=cpe_with_step_covariance(
+            s, bootstrap=int(params.bootstrap or 0), seed=params.seed
+        ),  # the consequence row's own interval
     )
 
 
@@ -374,6 +353,19 @@ class Result:
 
 
 def run(params: Params) -> Result:
+    """Sample the paths, audit them and run the controls, cached by the parameters and
+    the audited model's identity (:mod:`vrg_analysis.cache`): the notebook and
+    ``python -m vrg_analysis audit`` share one computation.
+    """
+    bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
+    return cached(
+        f"audit-{CHAPTER}",
+        {"params": params, "testbed": bed.fingerprint},
+        lambda: _compute(params),
+    )
+
+
+def _compute(params: Params) -> Result:
     """Sample the paths, audit them and run the controls (module docstring)."""
     bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
     ref = bed.reference()
@@ -423,7 +415,9 @@ def run(params: Params) -> Result:
         consecutive=consecutive_correlations(
             path, bootstrap=int(params.bootstrap or 0), seed=params.seed
         ),
-        cpe=cpe_with_step_covariance(path, seed=params.seed),  # the consequence row's interval
+        cpe=cpe_with_step_covariance(
+            path, bootstrap=int(params.bootstrap or 0), seed=params.seed
+        ),  # the consequence row's interval
         lags=lag_contributions(path),
         controls=controls,
     )

@@ -91,9 +91,11 @@ from vrg_analysis.assumptions.verdicts import (
     with_source,
     write_results,
 )
+from vrg_analysis.cache import cached
 from vrg_analysis.core.cpe import step_coefficients
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
 from vrg_analysis.evaluation.stats import Interval
+from vrg_analysis.params import as_bool, as_int
 from vrg_analysis.report import PAGE_WIDTH, styled, verdict_css
 from vrg_analysis.testbeds import resolve_testbed
 
@@ -147,25 +149,6 @@ FloatArray = NDArray[np.float64]
 
 
 # ===================================================================== parameters
-def _int(value: Any, name: str, minimum: int) -> int:
-    """An integer parameter ``>= minimum`` (integral floats and digit strings accepted)."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"parameter {name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"parameter {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise ValueError(f"parameter {name} must be true or false, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -199,20 +182,20 @@ class Params:
         if self.data is not None and not isinstance(self.data, str):
             raise ValueError(f"parameter data must be a path or None, got {self.data!r}")
         s(self, "data", self.data or None)
-        s(self, "quick", _bool(self.quick, "quick"))
-        s(self, "seed", _int(self.seed, "seed", 0))
+        s(self, "quick", as_bool(self.quick, "quick"))
+        s(self, "seed", as_int(self.seed, "seed", minimum=0))
         if self.trajectory_name not in BASELINES:
             raise ValueError(
                 f"parameter trajectory_name: unknown value {self.trajectory_name!r}; allowed: "
                 f"{sorted(BASELINES)}"
             )
-        s(self, "num_steps", _int(self.num_steps, "num_steps", 2))
+        s(self, "num_steps", as_int(self.num_steps, "num_steps", minimum=2))
         for name, (quick, full) in _SIZES.items():
             value = getattr(self, name)
             value = (quick if self.quick else full) if value is None else value
             least = {"n_samples": 20, "n_paths": 20, "n_decompose": 2, "bootstrap": 50}[name]
-            s(self, name, _int(value, name, least))
-        s(self, "max_isotropy_dim", _int(self.max_isotropy_dim, "max_isotropy_dim", 2))
+            s(self, name, as_int(value, name, minimum=least))
+        s(self, "max_isotropy_dim", as_int(self.max_isotropy_dim, "max_isotropy_dim", minimum=2))
 
     @property
     def mode(self) -> str:
@@ -621,6 +604,19 @@ def _threads(one: bool) -> Any:
 
 
 def run(params: Params) -> Result:
+    """Collect the errors and run every audit of the chapter, cached by the parameters and
+    the audited model's identity (:mod:`vrg_analysis.cache`): the notebook and
+    ``python -m vrg_analysis audit`` share one computation.
+    """
+    bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
+    return cached(
+        f"audit-{CHAPTER}",
+        {"params": params, "testbed": bed.fingerprint},
+        lambda: _compute(params),
+    )
+
+
+def _compute(params: Params) -> Result:
     """Collect the errors and run every audit of the chapter (module docstring)."""
     t0 = time.perf_counter()
     with _threads(params.device == "cpu" and params.quick):
