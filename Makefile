@@ -7,7 +7,7 @@
 #   make book      build the Jupyter Book into _build/html
 #   make test      ruff + pytest + execute (nbmake, each notebook once) + strict book build
 #   make clean     remove _build and book/notebooks
-# Do NOT set MPLBACKEND=Agg here: glued figures would become text (see STACK.md).
+# Do NOT set MPLBACKEND=Agg here: glued figures would become text (the design page's pitfalls).
 
 SHELL := bash
 .DELETE_ON_ERROR:
@@ -37,8 +37,6 @@ RUFF        := $(BIN)/ruff
 # (quick: each notebook's own defaults, the CI-sized values of its `parameters` cell).
 PARAMS      ?= quick
 PARAM_DIR   := notebooks/params/$(PARAMS)
-# Records the PARAMS value used last, so switching PARAMS reruns the notebooks.
-PARAM_STAMP := book/notebooks/.params
 
 NOTEBOOKS   := $(wildcard notebooks/*.ipynb)
 EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
@@ -46,7 +44,6 @@ EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
 COLLECTORS  := book/notebooks/scorecard.ipynb book/notebooks/claims.ipynb
 ORDERED     := $(filter-out $(COLLECTORS),$(EXECUTED)) $(filter $(COLLECTORS),$(EXECUTED))
 NBMAKE_TIMEOUT ?= 1200
-LIB_SRC     := $(wildcard vrg_analysis/*.py vrg_analysis/*/*.py) $(wildcard benchmarks/results/*.json)
 
 MATHJAX_VERSION := 3.2.2
 MATHJAX_DIR     := book/assets/mathjax
@@ -55,7 +52,7 @@ MATHJAX_JS      := $(MATHJAX_DIR)/tex-mml-chtml.js
 # First chapter of _toc.yml, printed after `make book`.
 FIRST_CHAPTER := _build/html/book/notebooks/claims.html
 
-.PHONY: venv mathjax data execute book test clean FORCE
+.PHONY: venv mathjax data execute book test clean
 
 # ---------------------------------------------------------------- venv
 venv: $(VENV_STAMP)
@@ -120,7 +117,6 @@ else
 	    $$nb $$nb; \
 	done
 endif
-	echo "$(PARAMS)" > $(PARAM_STAMP)
 
 # ---------------------------------------------------------------- book
 book: venv mathjax data execute

@@ -7,25 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from vrg_analysis.resources import official_reference_dir
+
 # The official VRG files (github.com/shifengxu/VRG, commit f771b57) are under a non-commercial
 # licence and are never committed here: they are read from ../shared when present (as in CI), or
 # from $VRG_REFERENCE_DIR. Tests that need only a few numbers embed them instead.
-_CANDIDATES = [
-    os.environ.get("VRG_REFERENCE_DIR", ""),
-    str(Path(__file__).resolve().parents[2] / "shared" / "reference" / "vrg-official"),
-]
-
-
-def _reference_dir() -> Path | None:
-    for c in _CANDIDATES:
-        if c and (Path(c) / "MSE_vs_alpha_bar_cifar10.txt").is_file():
-            return Path(c)
-    return None
 
 
 @pytest.fixture(scope="session")
 def official_dir() -> Path:
-    d = _reference_dir()
+    d = official_reference_dir()
     if d is None:
         pytest.skip("official VRG reference files not found (set VRG_REFERENCE_DIR)")
     return d

@@ -138,14 +138,6 @@ def test_box_active_counts_ratios_on_the_edge() -> None:
     assert chapter.box_active(traj.alpha_bar, a, 0.0) == 0
 
 
-def test_rank_correlation_known_answers() -> None:
-    x = np.arange(6.0)
-    assert chapter.rank_correlation(x, x**3).rho == pytest.approx(1.0)
-    assert chapter.rank_correlation(x, -x).rho == pytest.approx(-1.0)
-    assert math.isnan(chapter.rank_correlation(x, np.ones(6)).rho)
-    assert chapter.rank_correlation(x, -x).relation(0.05, "FID") == "goes with a lower FID"
-
-
 def test_figures_and_tables_render(result: chapter.Result) -> None:
     for fig in (chapter.figure_ablation(result), chapter.figure_cpe_vs_change(result)):
         spec = fig.axes[0].get_subplotspec().get_gridspec()

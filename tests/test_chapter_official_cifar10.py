@@ -65,6 +65,16 @@ def test_a_missing_reference_folder_is_an_error_naming_it(tmp_path: Path) -> Non
         chapter.Params(reference_dir=str(missing))
 
 
+def test_an_empty_reference_dir_means_the_default_places(
+    official_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VRG_REFERENCE_DIR", str(official_dir))
+    assert chapter.Params(reference_dir="").folder == official_dir
+    monkeypatch.setattr(chapter, "official_reference_dir", lambda: None)
+    with pytest.raises(ValueError, match="reference_dir: the official VRG files were not found"):
+        chapter.Params(reference_dir="")
+
+
 def test_reported_cpe_reads_the_header(tmp_path: Path) -> None:
     p = tmp_path / "opt.txt"
     p.write_text("# order : 1\n# cpe  :   0.5 =>   0.25\n0.9\n0.1\n")

@@ -27,7 +27,7 @@ TINY = dict(
     grid_size=120,
     n_seeds=2,
     n_samples=48,
-    reference_dir="",
+    reference_dir=None,
 )
 VERDICTS = {"supported", "inconclusive", "contradicted"}
 

@@ -3,8 +3,6 @@ the rule with Holm, the floor is what it says, and the estimators give known ans
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -117,18 +115,6 @@ def test_panels_wrap_at_three_columns() -> None:
     assert fig.axes[0].get_subplotspec().get_gridspec().ncols == 3
     assert [len(b) for b in blocks] == [4, 4]
     assert sum(ax.get_visible() for ax in fig.axes) == 8
-
-
-def test_log_log_fit_recovers_a_power_law() -> None:
-    x = np.geomspace(0.1, 10.0, 12)
-    fit = chapter.log_log_fit(x, 3.0 * x**2)
-    assert fit.slope == pytest.approx(2.0) and fit.intercept == pytest.approx(math.log(3.0))
-    assert fit.half_width == pytest.approx(0.0, abs=1e-9)
-    rng = np.random.default_rng(0)
-    noisy = chapter.log_log_fit(x, 3.0 * x**2 * np.exp(rng.normal(0, 0.3, x.size)))
-    assert noisy.slope_low < 2.0 < noisy.slope_high and noisy.excludes(1.0)
-    with pytest.raises(ValueError, match="positive"):
-        chapter.log_log_fit(x, -x)
 
 
 def test_ratio_and_arm_intervals_known_answers() -> None:

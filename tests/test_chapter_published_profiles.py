@@ -119,6 +119,18 @@ def test_official_comparison(official_dir: Path) -> None:
     assert "a lower objective" in chapter.summary(res).official_sentence
 
 
+def test_official_stands_for_the_official_folder(
+    official_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VRG_REFERENCE_DIR", str(official_dir))
+    params = chapter.Params(profile_path="official", official_dir="official")
+    assert Path(params.profile_path) == official_dir / "MSE_vs_alpha_bar_cifar10.txt"
+    assert Path(params.official_dir) == official_dir
+    monkeypatch.setattr(chapter, "official_reference_dir", lambda: None)
+    with pytest.raises(ValueError, match="official_dir = 'official': the official VRG files"):
+        chapter.Params(official_dir="official")
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [

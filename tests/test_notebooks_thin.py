@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -33,6 +34,22 @@ def test_notebook_source_has_one_parameters_cell_and_no_outputs(nb: Path) -> Non
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{nb.name}: {len(tagged)} cells tagged parameters"
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_parameter_is_validated_by_the_library_in_the_next_cell(nb: Path) -> None:
+    """The first code cell after the parameters cell builds the chapter's ``Params`` (the one
+    library function that validates them, naming a bad parameter) and consumes every parameter,
+    so none is silently ignored."""
+    cells = _code(nb)
+    i = next(k for k, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cells[i]["source"]))
+    names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets}
+    nxt = ast.parse("".join(cells[i + 1]["source"]))
+    calls = [n for n in ast.walk(nxt) if isinstance(n, ast.Call)]
+    assert any(ast.unparse(c.func).endswith("Params") for c in calls), f"{nb.name}: no Params"
+    used = {n.id for n in ast.walk(nxt) if isinstance(n, ast.Name)}
+    assert names <= used, f"{nb.name}: parameters {sorted(names - used)} are never validated"
 
 
 def test_the_rule_sees_a_fat_notebook(tmp_path: Path) -> None:

@@ -22,12 +22,15 @@ from vrg_analysis.evaluation.stats import (
     bootstrap_pvalue,
     decide,
     decide_family,
+    log_log_fit,
     one_sample_t,
     paired_bootstrap,
     percentile_interval,
+    rank_correlation,
     stratified_indices,
     t_interval,
     tost_pvalue,
+    welch_pvalues,
     wilson_interval,
 )
 
@@ -204,6 +207,68 @@ def test_bootstrap_pvalue_is_the_normal_test_of_the_bootstrap_se():
     boot = np.random.default_rng(7).normal(0.0, 0.5, 5000)
     assert bootstrap_pvalue(1.0, boot) == pytest.approx(2 * sps.norm.sf(1.0 / boot.std(ddof=1)))
     assert bootstrap_pvalue(0.0, np.zeros(30)) == 1.0 and bootstrap_pvalue(0.1, np.zeros(30)) == 0
+
+
+# ----------------------------------------------------------------- association
+def test_welch_from_summaries_is_scipys_welch_on_the_raw_samples():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.0, 1.0, 40), rng.normal(0.5, 2.0, 25)
+    p = welch_pvalues(
+        [a.mean(), 1.0],
+        [a.std(ddof=1) / math.sqrt(a.size), 0.0],
+        [a.size, 10],
+        [b.mean(), 1.0],
+        [b.std(ddof=1) / math.sqrt(b.size), 0.0],
+        [b.size, 10],
+    )
+    assert p[0] == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    assert p[1] == 1.0  # no spread on either side: no evidence of a difference
+
+
+def test_rank_correlation_known_answers():
+    x = np.arange(6.0)
+    assert rank_correlation(x, x**3).rho == pytest.approx(1.0)
+    assert rank_correlation(x, -x).rho == pytest.approx(-1.0)
+    assert math.isnan(rank_correlation(x, np.ones(6)).rho)
+    assert rank_correlation(x, -x).relation(0.05, "FID") == "goes with a lower FID"
+    assert rank_correlation(x, np.ones(6)).relation(0.05) == "is not significantly associated with"
+    y = np.random.default_rng(4).normal(size=6)
+    assert rank_correlation(x, y).p == pytest.approx(sps.spearmanr(x, y).pvalue)
+    with pytest.raises(ValueError, match="differ in length"):
+        rank_correlation(x, x[:3])
+    with pytest.raises(ValueError, match="not finite"):
+        rank_correlation(x, np.r_[x[:5], np.nan])
+
+
+def test_log_log_fit_recovers_a_power_law():
+    x = np.geomspace(0.1, 10.0, 12)
+    fit = log_log_fit(x, 3.0 * x**2)
+    assert fit.slope == pytest.approx(2.0) and fit.intercept == pytest.approx(math.log(3.0))
+    assert fit.half_width == pytest.approx(0.0, abs=1e-9)
+    assert fit(np.array([2.0]))[0] == pytest.approx(12.0)
+    rng = np.random.default_rng(0)
+    noisy = log_log_fit(x, 3.0 * x**2 * np.exp(rng.normal(0, 0.3, x.size)))
+    assert noisy.slope_low < 2.0 < noisy.slope_high and noisy.excludes(1.0)
+    with pytest.raises(ValueError, match="positive"):
+        log_log_fit(x, -x)
+    assert math.isnan(log_log_fit([1.0, 2.0], [1.0, 4.0]).slope_low)  # two points: no interval
+
+
+def test_log_log_fit_is_the_t_interval_and_test_of_the_regression_slope():
+    rng = np.random.default_rng(0)
+    x = np.array([4.0, 8.0, 16.0, 32.0, 64.0])
+    y = x**-1.5 * np.exp(rng.normal(0, 0.05, x.size))
+    fit = log_log_fit(x, y)
+    ref = sps.linregress(np.log(x), np.log(y))
+    half = sps.t.ppf(0.975, x.size - 2) * ref.stderr
+    assert (fit.slope_low, fit.slope_high) == pytest.approx((ref.slope - half, ref.slope + half))
+    t = (ref.slope + 1.4) / ref.stderr
+    assert fit.p_value(-1.4) == pytest.approx(2 * sps.t.sf(abs(t), x.size - 2))
+    covered = sum(
+        not log_log_fit(x, x**-1.5 * np.exp(rng.normal(0, 0.05, x.size))).excludes(-1.5)
+        for _ in range(400)
+    )
+    assert 0.9 < covered / 400 <= 1.0  # 95% nominal
 
 
 # ----------------------------------------------------------------- the verdict rule

@@ -1,7 +1,7 @@
 """Artifacts on disk: atomic writers, provenance metadata, and the official VRG file formats.
 
 Every writer writes to a temporary file in the destination folder and renames it into place, so an
-interrupted run never leaves a half-written file (DESIGN.md, conventions).
+interrupted run never leaves a half-written file (the design page, conventions).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Where the toolkit's shipped files live: trained checkpoints, reference statistics, committed
-results and the notebooks.
+results, benchmark figures and the notebooks.
 
 In a source checkout (and an editable install) they are the repository's ``data/`` and
 ``notebooks/`` folders beside the package. A wheel (``pip install .``) installs copies as data
@@ -20,6 +20,7 @@ __all__ = [
     "reference_dir",
     "results_dir",
     "notebooks_dir",
+    "benchmark_results_dir",
     "official_reference_dir",
 ]
 
@@ -64,6 +65,12 @@ def results_dir() -> Path:
 def notebooks_dir() -> Path:
     """The parameterised notebooks (``notebooks/``)."""
     return bundle_root() / "notebooks"
+
+
+def benchmark_results_dir() -> Path:
+    """The measured benchmark figures (``benchmarks/results/*.json``) that the performance and
+    reproduction chapters read."""
+    return bundle_root() / "benchmarks" / "results"
 
 
 def official_reference_dir() -> Path | None:

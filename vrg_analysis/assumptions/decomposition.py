@@ -2,7 +2,7 @@
 
 Algorithm 1 profiles ``w(a) = E||eps_hat(x_t) - eps||^2 / d`` against the *true* noise ``eps``.
 Writing ``eps_hat - eps = (eps_hat - eps*) + (eps* - eps)`` with ``eps*(x_t) = E[eps | x_t]`` the
-exact predictor of an analytic testbed (DESIGN.md, T2), per sample::
+exact predictor of an analytic testbed (the design page, T2), per sample::
 
     ||eps_hat - eps||^2 / d = ||eps - eps*||^2 / d                     spread  S(a)
                             + ||eps_hat - eps*||^2 / d                 model   M(a)

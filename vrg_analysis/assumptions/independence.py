@@ -1,8 +1,8 @@
 """Independence of the prediction errors across the steps of one sampling path.
 
 VRG adds the per-step variances, ``CPE = sum_k c_k^2 w(a_k)`` with ``c_k = sigma_{k-1} - sigma_k``
-(DESIGN.md), which is the variance of the accumulated error ``sum_k c_k delta_k`` only when the
-``delta_k`` of one path are uncorrelated. Here the errors are recorded at the states a sampler
+(the design page), which is the variance of the accumulated error ``sum_k c_k delta_k`` only when
+the ``delta_k`` of one path are uncorrelated. Here the errors are recorded at the states a sampler
 actually visits (:func:`~.samples.errors_along_path`), ``errors[k, i]`` = step ``k`` of path ``i``.
 
 - Cross-step correlation: ``R_kl = tr E[d_k d_l^T] / sqrt(tr E[d_k d_k^T] tr E[d_l d_l^T])`` on

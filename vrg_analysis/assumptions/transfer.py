@@ -1,7 +1,7 @@
 """Does the error measured on training data transfer to the states the sampler visits?
 
-VRG weights each step with the profile ``w(a)`` measured by Algorithm 1 on *training* data, and
-uses it as the size of the error the model makes *while sampling* (DESIGN.md, "training-set error
+VRG weights each step with the profile ``w(a)`` measured by Algorithm 1 on *training* data, and uses
+it as the size of the error the model makes *while sampling* (the design page, "training-set error
 may not transfer to the states the sampler visits"). This module compares the per-level MSE of two
 :class:`~.samples.ErrorSample` s measured at the same levels: a ``reference`` sample (where the
 profile was taken) and an ``other`` sample (where it is used).

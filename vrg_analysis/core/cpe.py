@@ -4,7 +4,7 @@ Index the levels from the clean end, ``a_1`` least noisy .. ``a_K`` noisiest, wi
 (``sigma_0 = 0``). A DDIM step in ``y = x / sqrt(alpha_bar)`` coordinates is
 ``y_{k-1} = y_k + (sigma_{k-1} - sigma_k) eps_hat``, so a prediction error ``delta_k`` at level
 ``a_k`` reaches the clean sample as ``(sigma_{k-1} - sigma_k) delta_k``; with independent errors of
-per-dimension variance ``w(a_k)`` the variances add (DESIGN.md):
+per-dimension variance ``w(a_k)`` the variances add (the design page):
 
     CPE = sum_{k=1..K} (sigma_k - sigma_{k-1})^2 * w(a_k)                       (CPE)
 
@@ -27,7 +27,7 @@ __all__ = ["cumulative_prediction_error", "cpe_terms", "step_coefficients", "ste
 def step_increments(alpha_bar: ArrayLike) -> NDArray[np.float64]:
     """``c_k = sigma_{k+1} - sigma_k`` for levels in sampling order (noisiest first), the last
     step ending at ``sigma = 0``: the DDIM update ``y_next = y + c_k eps_hat`` carries the error
-    ``c_k delta_k`` (DESIGN.md), so the accumulated error is ``sum_k c_k delta_k``."""
+    ``c_k delta_k`` (the design page), so the accumulated error is ``sum_k c_k delta_k``."""
     sigma = sigma_from_alpha_bar(np.asarray(alpha_bar, dtype=np.float64))
     return np.diff(np.append(sigma, 0.0))
 

@@ -1,7 +1,7 @@
 """The prediction-error profile ``w(alpha_bar)``: what Algorithm 1 measures and CPE weights.
 
 *Prediction error* at level ``a``: ``delta = eps_hat(x_t, t) - eps`` with
-``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` (DESIGN.md). Algorithm 1 draws fresh ``eps`` for every
+``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` (the design page). Algorithm 1 draws fresh ``eps`` for every
 training sample and timestep and records statistics of ``delta``; the mean squared error averaged
 over dimensions is the profile ``w(a)`` that VRG's objective weights each step with.
 """

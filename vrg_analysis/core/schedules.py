@@ -5,7 +5,7 @@ timesteps ``n = 0 .. N-1`` (DDPM, Ho et al. 2020, eq. 4). As in dpm-solver's dis
 ``NoiseScheduleVP``, ``log alpha_bar`` is interpolated *linearly* between integer timesteps, so a
 fractional timestep ``t`` is meaningful and the maps below are exact inverses of one another.
 
-Coordinates (DESIGN.md, "Notation"):
+Coordinates (the design page, "Notation"):
 
 * ``alpha_bar``: signal variance, in (0, 1).
 * ``sigma = sqrt((1 - alpha_bar) / alpha_bar)``: noise level of ``y = x / sqrt(alpha_bar)``.
@@ -44,7 +44,7 @@ FloatArray = NDArray[np.float64]
 
 
 def sigma_from_alpha_bar(alpha_bar: ArrayLike) -> FloatArray:
-    """``sigma = sqrt((1 - alpha_bar) / alpha_bar)`` (DESIGN.md, noise level)."""
+    """``sigma = sqrt((1 - alpha_bar) / alpha_bar)`` (the design page, noise level)."""
     a = np.asarray(alpha_bar, dtype=np.float64)
     return np.sqrt((1.0 - a) / a)
 

@@ -95,7 +95,7 @@ class Trajectory:
 
     @property
     def alpha_bar_from_clean(self) -> FloatArray:
-        """``a_1 .. a_K``: least noisy first, VRG's indexing (DESIGN.md, CPE)."""
+        """``a_1 .. a_K``: least noisy first, VRG's indexing (the design page, CPE)."""
         return self.alpha_bar[::-1].copy()
 
     @classmethod

@@ -1,7 +1,7 @@
 """Feature extractors for Frechet distances on the image testbeds, and the domain FID.
 
-Inception weights cannot be downloaded here (STACK.md), so the offline default is a *domain*
-feature extractor: a small CNN trained on the digits training split and shipped in
+Inception weights cannot be downloaded here (the design page's pitfalls), so the offline default is
+a *domain* feature extractor: a small CNN trained on the digits training split and shipped in
 ``data/models/digits-classifier.pt`` with a JSON card. Its penultimate layer (``num_features``
 dimensions) gives the features; the reference statistics (mean and covariance of the held-out
 features) are computed once and shipped in ``data/reference/`` with their hashes::

@@ -9,6 +9,9 @@ judge under the same rule. The field's libraries do the work where they can:
 * tests: one-sample / paired t (``scipy.stats.ttest_1samp``), TOST equivalence (:func:`tost_pvalue`,
   ``statsmodels`` ``DescrStatsW.ttost_mean``), Anderson-Darling normality
   (:func:`anderson_darling`, ``statsmodels.stats.diagnostic.normal_ad``);
+* association: Spearman's rank correlation (:func:`rank_correlation`, ``scipy.stats.spearmanr``)
+  and power laws (:func:`log_log_fit`: least squares of ``log y`` on ``log x``,
+  ``scipy.stats.linregress``, with the slope's Student-t interval and test);
 * multiple testing: Holm and Benjamini-Hochberg (:func:`adjust_pvalues`,
   ``statsmodels.stats.multitest.multipletests``).
 
@@ -59,12 +62,17 @@ __all__ = [
     "wilson_interval",
     "adjust_pvalues",
     "one_sample_t",
+    "welch_pvalues",
     "tost_pvalue",
     "anderson_darling",
     "stratified_indices",
     "paired_bootstrap",
     "percentile_interval",
     "bootstrap_pvalue",
+    "Correlation",
+    "rank_correlation",
+    "LogLogFit",
+    "log_log_fit",
     "decide",
     "decide_family",
     "aggregate",
@@ -178,6 +186,27 @@ def one_sample_t(x: ArrayLike, null: float = 0.0) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
+def welch_pvalues(
+    mean_a: ArrayLike,
+    sem_a: ArrayLike,
+    n_a: ArrayLike,
+    mean_b: ArrayLike,
+    sem_b: ArrayLike,
+    n_b: ArrayLike,
+) -> FloatArray:
+    """Element-wise two-sided p-values of Welch's test of equal means from summary statistics
+    (means, standard errors of the mean, counts; ``scipy.stats.ttest_ind_from_stats`` with
+    ``equal_var=False``). Where both sides have zero spread the test is undefined and there is
+    no evidence of a difference: p = 1."""
+    sa, sb = np.asarray(sem_a, dtype=np.float64), np.asarray(sem_b, dtype=np.float64)
+    na, nb = np.asarray(n_a, dtype=np.float64), np.asarray(n_b, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = sps.ttest_ind_from_stats(
+            mean_a, sa * np.sqrt(na), na, mean_b, sb * np.sqrt(nb), nb, equal_var=False
+        ).pvalue
+    return np.where(np.isfinite(p), p, 1.0).astype(np.float64)
+
+
 def tost_pvalue(x: ArrayLike, low: float, high: float) -> float:
     """p-value of the two one-sided tests (TOST) that the mean of ``x`` lies in ``(low, high)``
     (``statsmodels`` ``DescrStatsW.ttost_mean``): small when equivalence is shown."""
@@ -256,6 +285,102 @@ def bootstrap_pvalue(estimate: float, boot: ArrayLike) -> float:
     if se > 0.0:
         return float(2.0 * sps.norm.sf(abs(estimate) / se))
     return 1.0 if estimate == 0.0 else 0.0
+
+
+# ===================================================================== association
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rank correlation with its two-sided p-value over ``n`` points (NaN when one
+    side is constant or there are fewer than 3 points)."""
+
+    rho: float
+    p: float
+    n: int
+
+    def relation(self, alpha: float, what: str = "") -> str:
+        """The association in words (significant at ``alpha`` or not)."""
+        tail = f" {what}" if what else ""
+        if not math.isfinite(self.rho) or not self.p < alpha:
+            return "is not significantly associated with" + tail
+        return ("goes with a lower" if self.rho < 0 else "goes with a higher") + tail
+
+
+def rank_correlation(x: ArrayLike, y: ArrayLike) -> Correlation:
+    """Spearman's rho of ``x`` and ``y`` and its p-value (``scipy.stats.spearmanr``)."""
+    xa = np.asarray(x, dtype=np.float64).reshape(-1)
+    ya = np.asarray(y, dtype=np.float64).reshape(-1)
+    if xa.shape != ya.shape:
+        raise ValueError(f"x and y differ in length: {xa.size} and {ya.size}")
+    _finite_vector(xa, "x", min_len=0)
+    _finite_vector(ya, "y", min_len=0)
+    n = int(xa.size)
+    if n < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return Correlation(math.nan, math.nan, n)
+    res = sps.spearmanr(xa, ya)
+    return Correlation(float(res.statistic), float(res.pvalue), n)
+
+
+@dataclass(frozen=True)
+class LogLogFit:
+    """``log(y) = intercept + slope log(x)`` by least squares, with the slope's standard error and
+    Student-t interval ``slope -+ t_{n-2} stderr`` (NaN with fewer than 3 points; zero width for
+    an exact power law)."""
+
+    slope: float
+    intercept: float
+    stderr: float
+    slope_low: float
+    slope_high: float
+    n: int
+    confidence: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return 0.5 * (self.slope_high - self.slope_low)
+
+    def excludes(self, value: float) -> bool:
+        """Whether the slope's interval excludes ``value``."""
+        return bool(value < self.slope_low or value > self.slope_high)
+
+    def p_value(self, slope: float) -> float:
+        """Two-sided p-value of "the slope is ``slope``" (t test on ``n - 2`` degrees of
+        freedom); for an exact power law 1 at its own slope and 0 elsewhere."""
+        if self.n < 3:
+            return math.nan
+        if self.stderr > 0.0:
+            t_stat = (self.slope - slope) / self.stderr
+            return float(2.0 * sps.t.sf(abs(t_stat), self.n - 2))
+        return 1.0 if math.isclose(self.slope, slope, abs_tol=1e-12) else 0.0
+
+    def __call__(self, x: ArrayLike) -> FloatArray:
+        return np.exp(self.intercept) * np.asarray(x, dtype=np.float64) ** self.slope
+
+
+def log_log_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LogLogFit:
+    """The least-squares line of ``log y`` on ``log x`` (``scipy.stats.linregress``), the power
+    law ``y = exp(intercept) x^slope``, with the slope's t interval."""
+    c = _check_confidence(confidence)
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise ValueError(f"x and y must be vectors of one length, got {xa.shape} and {ya.shape}")
+    _finite_vector(xa, "x")
+    _finite_vector(ya, "y")
+    if np.any(xa <= 0) or np.any(ya <= 0):
+        raise ValueError("a log-log fit needs positive x and y")
+    fit = sps.linregress(np.log(xa), np.log(ya))
+    n = int(xa.size)
+    se = float(fit.stderr) if n > 2 else math.nan
+    half = float(sps.t.ppf(0.5 + c / 2.0, n - 2)) * se if n > 2 else math.nan
+    return LogLogFit(
+        slope=float(fit.slope),
+        intercept=float(fit.intercept),
+        stderr=se,
+        slope_low=float(fit.slope) - half,
+        slope_high=float(fit.slope) + half,
+        n=n,
+        confidence=c,
+    )
 
 
 # ===================================================================== the verdict rule

@@ -1,7 +1,7 @@
 """Analytic models: Gaussian-mixture data, its exact noise predictor, planted errors, the exact ODE.
 
 For data ``x_0 ~ sum_i pi_i N(mu_i, S_i)`` every quantity VRG depends on is available in closed
-form (DESIGN.md, "The exact testbed"):
+form (the design page, "The exact testbed"):
 
 * the noisy marginal at level ``a`` (``x_t = sqrt(a) x_0 + sqrt(1 - a) eps``)::
 
@@ -383,7 +383,7 @@ class GaussianMixture:
         """Monte-Carlo estimate of the irreducible spread ``E||eps - eps*(x_t)||^2 / d`` per level.
 
         This is the MSE of the *optimal* predictor: the part of a profiled MSE no model can remove
-        (DESIGN.md, "the profiled MSE mixes the irreducible spread ... with the model's own
+        (the design page, "the profiled MSE mixes the irreducible spread ... with the model's own
         error"). For each level, draw ``n`` pairs ``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` and
         average the exact conditional expectation (T3) over ``x_t`` (Rao-Blackwellised: lower
         variance than averaging ``||eps - eps*||^2`` itself). ``sem`` is the standard error.

@@ -7,7 +7,7 @@
   embedding of ``num_classes + 1`` entries; the last entry is the "no label" token used for
   classifier-free guidance (Ho & Salimans 2022).
 
-Both take the training timestep ``t`` as a float tensor ``[B]`` (fractional allowed, DESIGN.md
+Both take the training timestep ``t`` as a float tensor ``[B]`` (fractional allowed, the design page
 notation) through the sinusoidal embedding of Vaswani et al. (2017) as used by DDPM
 (Ho et al. 2020). Inputs of another dtype (e.g. float64 from the exact testbed) are cast to the
 parameters' dtype and the output is cast back, so a loaded network is directly an ``EpsModel``

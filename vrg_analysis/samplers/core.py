@@ -1,7 +1,7 @@
 """What every sampler shares: the per-step record, the checked and counted model call, the
 linear update ``x_next = c_x x + sum_j c_j m_j`` and the level bookkeeping.
 
-Coordinates (DESIGN.md notation). At level ``a`` (``alpha_bar``) write ``alpha = sqrt(a)``,
+Coordinates (the design page's notation). At level ``a`` (``alpha_bar``) write ``alpha = sqrt(a)``,
 ``rho = sigma = sqrt((1 - a) / a)`` and ``y = x / alpha``. The probability-flow ODE is
 ``dy/drho = eps(x)`` and the half log-SNR is ``lambda_ = -log(rho)``. Every update in this package
 is first written in ``y`` as ``y_next = A y + sum_j w_j m_j`` (``m_j`` a noise or a clean-sample

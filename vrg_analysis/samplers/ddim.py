@@ -6,7 +6,7 @@ Eq. 12 of the DDIM paper, with ``a = alpha_bar_t``, ``a' = alpha_bar_{t-1}`` (th
     s  = eta sqrt((1 - a') / (1 - a)) sqrt(1 - a / a')                  (eq. 16)
 
 With eta = 0 this is Euler's method on the probability-flow ODE in ``y = x / sqrt(a)``:
-``y' = y + (sigma' - sigma) eps_hat`` (DESIGN.md); eta = 1 is DDPM's ancestral step. The last
+``y' = y + (sigma' - sigma) eps_hat`` (the design page); eta = 1 is DDPM's ancestral step. The last
 step lands on ``a' = 1``, where ``s = 0`` and ``x' = x0_hat``.
 """
 

@@ -25,8 +25,8 @@ Holm's correction (:func:`~vrg_analysis.studies.engine.judge`), the gamma = 0 co
   their gamma box; where none does, the penalty (or the held start), not gamma, decides the
   optimum.
 * **Does the predicted CPE reduction track the measured change?** Spearman's rank correlation
-  (:func:`rank_correlation`, ``scipy.stats.spearmanr``) of the CPE reduction against the measured
-  differences, over all settings with gamma > 0 and over the start-held ones alone.
+  (:func:`~vrg_analysis.evaluation.stats.rank_correlation`) of the CPE reduction against the
+  measured differences, over all settings with gamma > 0 and over the start-held ones alone.
 * **The claim "gamma-ablation"** (:func:`judge_claim`), from the judged family by the book's rule
   and :func:`~vrg_analysis.evaluation.stats.aggregate`, on the first lambda line of the first
   baseline. Two parts, each a verdict of :func:`~vrg_analysis.evaluation.stats.decide` with the
@@ -56,10 +56,15 @@ import pandas as pd
 import seaborn as sns
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as sps
 
 from vrg_analysis.core.trajectories import BASELINES, Trajectory
-from vrg_analysis.evaluation.stats import Verdict, aggregate, decide
+from vrg_analysis.evaluation.stats import (
+    Correlation,
+    Verdict,
+    aggregate,
+    decide,
+    rank_correlation,
+)
 from vrg_analysis.params import as_bool, as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
 from vrg_analysis.samplers import SAMPLERS
@@ -81,12 +86,10 @@ __all__ = [
     "Result",
     "Summary",
     "ControlCheck",
-    "Correlation",
     "ClaimJudgement",
     "run",
     "check_control",
     "box_active",
-    "rank_correlation",
     "judge_claim",
     "lambda_line",
     "figure_ablation",
@@ -285,37 +288,6 @@ def box_active(
     r = np.concatenate([a[:1], a[1:] / a[:-1]])
     tol = rtol * np.maximum(hi - lo, 1e-300)
     return int(np.sum((np.abs(r - lo) <= tol) | (np.abs(r - hi) <= tol)))
-
-
-@dataclass(frozen=True)
-class Correlation:
-    """Spearman's rank correlation with its two-sided p-value over ``n`` points (NaN when one
-    side is constant or there are fewer than 3 points)."""
-
-    rho: float
-    p: float
-    n: int
-
-    def relation(self, alpha: float, what: str = "") -> str:
-        """The association in words (significant at ``alpha`` or not)."""
-        if not math.isfinite(self.rho) or not self.p < alpha:
-            return "is not significantly associated with" + (f" {what}" if what else "")
-        return ("goes with a lower" if self.rho < 0 else "goes with a higher") + (
-            f" {what}" if what else ""
-        )
-
-
-def rank_correlation(x: ArrayLike, y: ArrayLike) -> Correlation:
-    """Spearman's rho of ``x`` and ``y`` (``scipy.stats.spearmanr``)."""
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
-    if xa.shape != ya.shape:
-        raise ValueError(f"x and y differ in length: {xa.size} and {ya.size}")
-    n = int(xa.size)
-    if n < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
-        return Correlation(math.nan, math.nan, n)
-    res = sps.spearmanr(xa, ya)
-    return Correlation(float(res.statistic), float(res.pvalue), n)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,6 @@ import pandas as pd
 import seaborn as sns
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as sps
 
 from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.schedules import sigma_from_alpha_bar
@@ -57,6 +56,7 @@ from vrg_analysis.evaluation.stats import (
     Correction,
     decide_family,
     one_sample_t,
+    rank_correlation,
     t_interval,
 )
 from vrg_analysis.models.analytic import PlantedErrorModel
@@ -794,7 +794,7 @@ def summary(result: Result) -> Summary:
     red = 100 * (1 - piv["vrg"] / piv["baseline"])
     red_keep = 100 * (1 - piv["vrg_keep_start"] / piv["baseline"])
     shift = 100 * df[df.variant == "vrg"]["opt_start_shift"].astype(float)
-    rho, pval = sps.spearmanr(df["cpe_model_error"], df["propagated_mse"])
+    corr = rank_correlation(df["cpe_model_error"], df["propagated_mse"])
     vrg = result.paired[result.paired.variant == "vrg"]
     keep = result.paired[result.paired.variant == "vrg_keep_start"]
     return Summary(
@@ -809,8 +809,8 @@ def summary(result: Result) -> Summary:
         median_cpe_reduction=float(red.median()),
         median_cpe_reduction_keep=float(red_keep.median()),
         median_start_shift=float(shift.median()),
-        spearman_rho=float(rho),
-        spearman_p=float(pval),
+        spearman_rho=corr.rho,
+        spearman_p=corr.p,
         ratio_measured_predicted=float((df.propagated_mse / df.cpe_model_error).median()),
         ratio_measured_profiled=float((df.propagated_mse / df.cpe_profiled).median()),
         n_configs=int(len(vrg)),

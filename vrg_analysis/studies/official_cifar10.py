@@ -42,6 +42,7 @@ from vrg_analysis.core.schedules import NoiseSchedule, sigma_from_alpha_bar
 from vrg_analysis.core.trajectories import Trajectory, baseline, read_official_trajectory
 from vrg_analysis.params import as_float, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
+from vrg_analysis.resources import official_reference_dir
 from vrg_analysis.studies.claims import Finding
 from vrg_analysis.vrg.optimize import MLPSGDConfig, OptimizationResult, optimize_trajectory
 
@@ -76,11 +77,11 @@ PAPER_CHECK: tuple[float, float] = (0.327, 0.191)
 class Params:
     """The chapter's parameters (the notebook's ``parameters`` cell; CI-sized defaults).
 
-    ``reference_dir`` is relative to the working directory (the notebook runs in ``notebooks/``);
-    it must hold the official files (:data:`PROFILE_FILE`, :data:`BASELINE_FILE`,
-    :data:`OPTIMISED_FILE`)."""
+    ``reference_dir`` must hold the official files (:data:`PROFILE_FILE`, :data:`BASELINE_FILE`,
+    :data:`OPTIMISED_FILE`); empty: ``$VRG_REFERENCE_DIR`` or ``shared/reference/vrg-official``
+    beside the checkout (:func:`~vrg_analysis.resources.official_reference_dir`)."""
 
-    reference_dir: str = "../../shared/reference/vrg-official"
+    reference_dir: str = ""
     gamma: float = 0.01
     reg_lambda: float = 100.0
     mlp_epochs: int = 100
@@ -89,10 +90,19 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        if not isinstance(self.reference_dir, str | Path) or not str(self.reference_dir):
+        if not isinstance(self.reference_dir, str | Path):
             raise ValueError(
                 f"parameter reference_dir must be a folder, got {self.reference_dir!r}"
             )
+        if not str(self.reference_dir):
+            found = official_reference_dir()
+            if found is None:
+                raise ValueError(
+                    "parameter reference_dir: the official VRG files were not found "
+                    "($VRG_REFERENCE_DIR is unset and there is no shared/reference/vrg-official "
+                    "beside the checkout); set reference_dir to the folder that holds them"
+                )
+            s(self, "reference_dir", str(found))
         folder = Path(self.reference_dir)
         if not folder.is_dir():
             raise ValueError(

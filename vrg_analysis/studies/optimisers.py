@@ -62,6 +62,7 @@ from vrg_analysis.evaluation.stats import t_interval
 from vrg_analysis.params import as_float, as_int, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
 from vrg_analysis.report.theme import PAGE_WIDTH
+from vrg_analysis.resources import official_reference_dir
 from vrg_analysis.samplers import initial_noise, sample
 from vrg_analysis.studies.claims import Finding
 from vrg_analysis.studies.engine import (
@@ -354,8 +355,10 @@ class Params:
 
     ``n_train`` / ``profile_stride``: Algorithm 1 (the engine's profile of the trained MLP);
     ``grid_size``: levels of the dynamic programme; ``n_seeds`` seeds ``seed, seed + 1, ..`` of
-    ``n_samples`` starting noises each; ``reference_dir``: the official VRG files (the CIFAR-10
-    comparison runs when ``MSE_vs_alpha_bar_cifar10.txt`` is there).
+    ``n_samples`` starting noises each; ``reference_dir``: the official VRG files, for the CIFAR-10
+    comparison (empty: :func:`~vrg_analysis.resources.official_reference_dir`, and the comparison
+    is left out when they are not there; ``None``: left out; a folder given that lacks
+    ``MSE_vs_alpha_bar_cifar10.txt`` is refused).
     """
 
     testbed: str = "mixture-2d"
@@ -370,7 +373,7 @@ class Params:
     grid_size: int = 2000
     n_seeds: int = 5
     n_samples: int = 512
-    reference_dir: str = "../../shared/reference/vrg-official"
+    reference_dir: str | None = ""
     seed: int = 0
     device: str = "cpu"
 
@@ -400,13 +403,25 @@ class Params:
         )
         s(self, "reg_lambda", as_float(self.reg_lambda, "reg_lambda", minimum=0.0))
         check_seeds(list(self.seeds))
+        if self.reference_dir is None:
+            pass
+        elif str(self.reference_dir):
+            if not (Path(self.reference_dir) / "MSE_vs_alpha_bar_cifar10.txt").is_file():
+                raise ValueError(
+                    f"parameter reference_dir: {str(self.reference_dir)!r} holds no "
+                    "MSE_vs_alpha_bar_cifar10.txt (empty: look in the default places)"
+                )
+        else:
+            s(self, "reference_dir", str(official_reference_dir() or ""))
 
     @property
     def seeds(self) -> tuple[int, ...]:
         return tuple(range(self.seed, self.seed + self.n_seeds))
 
     @property
-    def cifar_profile_file(self) -> Path:
+    def cifar_profile_file(self) -> Path | None:
+        if not self.reference_dir:
+            return None
         return Path(self.reference_dir) / "MSE_vs_alpha_bar_cifar10.txt"
 
     def arms(self, profile: ErrorProfile | None = None) -> tuple[OptimiserArm, ...]:
@@ -550,7 +565,7 @@ def _paired_rows(
 
 def _cifar(params: Params) -> tuple[pd.DataFrame | None, dict[str, Trajectory] | None, str]:
     path = params.cifar_profile_file
-    if not path.is_file():
+    if path is None:
         return None, None, ""
     profile = read_official_profile(path)
     sched = NoiseSchedule.linear()  # the DDPM CIFAR-10 schedule
@@ -897,8 +912,10 @@ def _cifar_summary(result: Result) -> str:
     ct = result.cifar_table
     if ct is None:
         return (
-            f"The official CIFAR-10 profile was not found at {p.reference_dir}, so this run "
-            "compares the optimisers on the testbed profile only; set the parameter "
+            "The official CIFAR-10 profile was left out (reference_dir None) or not found "
+            "($VRG_REFERENCE_DIR unset, no shared/reference/vrg-official beside the checkout), so "
+            "this run compares the "
+            "optimisers on the testbed profile only; set the parameter "
             "reference_dir to the folder holding MSE_vs_alpha_bar_cifar10.txt to add it."
         )
     pub = PUBLISHED_CPE.get((p.baseline_name, p.num_steps))

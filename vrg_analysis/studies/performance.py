@@ -46,6 +46,7 @@ from vrg_analysis.evaluation.stats import (
 )
 from vrg_analysis.params import as_folder
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
+from vrg_analysis.resources import benchmark_results_dir
 
 __all__ = [
     "Params",
@@ -115,10 +116,11 @@ _OPT_COLOURS = {"exact": "vrg", "exact_keep_start": "vrg start held", "mlp_sgd":
 class Params:
     """The appendix's one parameter: the folder of the benchmarks' JSON files."""
 
-    results_dir: str = "../benchmarks/results"
+    results_dir: str = ""  # empty: the project's benchmarks/results
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "results_dir", str(as_folder(self.results_dir, "results_dir")))
+        folder = self.results_dir or benchmark_results_dir()
+        object.__setattr__(self, "results_dir", str(as_folder(folder, "results_dir")))
 
 
 @dataclass(frozen=True)

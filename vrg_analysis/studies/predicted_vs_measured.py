@@ -12,10 +12,10 @@ arm, :data:`~vrg_analysis.vrg.retime.PUBLISHED_VRG`) through the paired comparis
 image MSE) and an exact testbed (also the error against the exact probability-flow ODE), and
 computes:
 
-1. **Levels** (:func:`log_log_fit`, :func:`level_stats`): per arm, CPE against the measured error;
-   the least-squares fit ``log(measured) = a + b log(CPE)`` with a Student-t interval of the slope
-   (``scipy.stats.linregress``; slope 1: the error is proportional to CPE), Spearman's rho and the
-   factor ``CPE / measured``.
+1. **Levels** (:func:`level_stats`): per arm, CPE against the measured error; the least-squares
+   fit ``log(measured) = a + b log(CPE)`` with a Student-t interval of the slope
+   (:func:`~vrg_analysis.evaluation.stats.log_log_fit`; slope 1: the error is proportional to
+   CPE), Spearman's rho and the factor ``CPE / measured``.
 2. **Changes** (:func:`change_stats`): per configuration, VRG's CPE ratio to its baseline (the
    predicted change) against the measured ratio with a paired bootstrap interval (the same sample
    indices in both arms, within each seed: :func:`ratio_interval`; for the set metric the engine's
@@ -46,20 +46,22 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as sps
 
 from vrg_analysis.core.trajectories import BASELINES
 from vrg_analysis.evaluation.stats import (
+    Correlation,
     Interval,
+    LogLogFit,
     Verdict,
     aggregate,
     decide,
+    log_log_fit,
     paired_bootstrap,
     percentile_interval,
+    rank_correlation,
 )
 from vrg_analysis.params import as_int, as_tuple, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
-from vrg_analysis.studies.ablation import Correlation, rank_correlation
 from vrg_analysis.studies.claims import Finding
 from vrg_analysis.studies.engine import (
     METRIC_DIRECTION,
@@ -75,9 +77,7 @@ __all__ = [
     "Params",
     "Result",
     "Summary",
-    "LogLogFit",
     "run",
-    "log_log_fit",
     "arm_interval",
     "ratio_interval",
     "prediction_verdicts",
@@ -194,55 +194,6 @@ class Params:
 
 
 # ===================================================================== estimators
-@dataclass(frozen=True)
-class LogLogFit:
-    """``log(y) = intercept + slope log(x)`` by least squares, with the slope's Student-t
-    interval (NaN with fewer than 3 points)."""
-
-    slope: float
-    intercept: float
-    slope_low: float
-    slope_high: float
-    n: int
-    confidence: float = 0.95
-
-    @property
-    def half_width(self) -> float:
-        return 0.5 * (self.slope_high - self.slope_low)
-
-    def excludes(self, value: float) -> bool:
-        """Whether the slope's interval excludes ``value``."""
-        return bool(value < self.slope_low or value > self.slope_high)
-
-    def __call__(self, x: ArrayLike) -> FloatArray:
-        return np.exp(self.intercept) * np.asarray(x, dtype=np.float64) ** self.slope
-
-
-def log_log_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LogLogFit:
-    """The least-squares line of ``log y`` on ``log x`` (``scipy.stats.linregress``) and the
-    slope's interval ``slope -+ t_{n-2} stderr``."""
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
-    if xa.shape != ya.shape or xa.ndim != 1:
-        raise ValueError(f"x and y must be vectors of one length, got {xa.shape} and {ya.shape}")
-    if xa.size < 2 or np.any(xa <= 0) or np.any(ya <= 0):
-        raise ValueError("a log-log fit needs at least 2 positive points")
-    fit = sps.linregress(np.log(xa), np.log(ya))
-    half = (
-        float(sps.t.ppf(0.5 + confidence / 2, xa.size - 2) * fit.stderr)
-        if xa.size > 2
-        else math.nan
-    )
-    return LogLogFit(
-        slope=float(fit.slope),
-        intercept=float(fit.intercept),
-        slope_low=float(fit.slope) - half,
-        slope_high=float(fit.slope) + half,
-        n=int(xa.size),
-        confidence=confidence,
-    )
-
-
 def arm_interval(
     values: Sequence[ArrayLike],
     n_boot: int,

@@ -53,6 +53,7 @@ from vrg_analysis.core.trajectories import (
 from vrg_analysis.evaluation.stats import Aggregate, aggregate
 from vrg_analysis.params import as_choice, as_float, as_folder, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
+from vrg_analysis.resources import official_reference_dir
 from vrg_analysis.studies.claims import Finding
 from vrg_analysis.studies.profiling import algorithm1, profiled_timesteps, row_subset
 from vrg_analysis.testbeds import check_same_schedule, known_testbeds, make_testbed
@@ -90,6 +91,8 @@ OFFICIAL_SKIP: dict[str, str] = {
 }
 #: What the second column of an official profile file holds.
 SECOND_COLUMNS: tuple[str, ...] = ("alpha_bar", "one_minus_beta")
+#: ``profile_path`` / ``official_dir`` value standing for the official VRG files' folder.
+OFFICIAL = "official"
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,9 @@ class Params:
     ``profile_path``: an official-format ``.txt`` or an ``ErrorProfile`` ``.npz``; empty: profile
     ``model_name`` (a testbed) with Algorithm 1 on ``n_samples`` training rows at every
     ``timestep_stride``-th timestep. ``official_dir``: a folder of official trajectory files to
-    compare against (empty: none).
+    compare against (empty: none). The word ``"official"`` in either stands for the official VRG
+    files' own folder (:func:`~vrg_analysis.resources.official_reference_dir`; the CIFAR-10
+    profile for ``profile_path``), refused when they are not on this machine.
     """
 
     profile_path: str = ""
@@ -117,6 +122,19 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
+        if OFFICIAL in (self.profile_path, self.official_dir):
+            folder = official_reference_dir()
+            if folder is None:
+                name = "profile_path" if self.profile_path == OFFICIAL else "official_dir"
+                raise ValueError(
+                    f"parameter {name} = {OFFICIAL!r}: the official VRG files were not found "
+                    "($VRG_REFERENCE_DIR "
+                    "unset, no shared/reference/vrg-official beside the checkout)"
+                )
+            if self.profile_path == OFFICIAL:
+                s(self, "profile_path", str(folder / "MSE_vs_alpha_bar_cifar10.txt"))
+            if self.official_dir == OFFICIAL:
+                s(self, "official_dir", str(folder))
         if self.profile_path:
             path = Path(self.profile_path)
             if not path.is_file():

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 from vrg_analysis.params import as_folder
+from vrg_analysis.resources import benchmark_results_dir
 from vrg_analysis.studies.performance import Benchmarks, load_benchmarks
 
 __all__ = ["Params", "Costs", "PROFILE_TIMESTEPS", "PROFILE_IMAGES", "costs", "run"]
@@ -33,10 +34,11 @@ PROFILE_IMAGES = 2048
 class Params:
     """The page's one parameter: the folder of the benchmarks' JSON files."""
 
-    results_dir: str = "../benchmarks/results"
+    results_dir: str = ""  # empty: the project's benchmarks/results
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "results_dir", str(as_folder(self.results_dir, "results_dir")))
+        folder = self.results_dir or benchmark_results_dir()
+        object.__setattr__(self, "results_dir", str(as_folder(folder, "results_dir")))
 
 
 @dataclass(frozen=True)

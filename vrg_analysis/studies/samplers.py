@@ -14,10 +14,11 @@ error and only the sampler's own discretisation error is left (float64 throughou
   ``sigma = sqrt((1 - alpha_bar) / alpha_bar)``) solved from the same ``x_T``. A method of global
   order ``p`` has ``error ~ C h^p`` with ``h ~ 1 / (K - 1)``, so the order is minus the slope of
   ``log(error)`` against ``log(K - 1)``: an ordinary least-squares fit
-  (``scipy.stats.linregress``) with the Student-t interval of the slope on ``n - 2`` degrees of
-  freedom. The claim "the measured order is within 0.25 of the nominal order" is judged for each
-  sampler and grid by the book's one rule (:func:`~vrg_analysis.evaluation.stats.decide`,
-  ``claim="within"``), Holm-corrected over the table (:func:`judge_orders`);
+  (:func:`~vrg_analysis.evaluation.stats.log_log_fit`) with the Student-t interval of the slope
+  on ``n - 2`` degrees of freedom. The claim "the measured order is within 0.25 of the nominal
+  order" is judged for each sampler and grid by the book's one rule
+  (:func:`~vrg_analysis.evaluation.stats.decide`, ``claim="within"``), Holm-corrected over the
+  table (:func:`judge_orders`);
 * **error at the clean sample at equal model calls** (:func:`endpoint_errors`) on a baseline
   trajectory, with its floor (:func:`final_step_floor`): the first-order step into ``alpha_bar = 1``
   from the exact state at the schedule's least noisy level (the DDIM update, DDIM paper eq. 12
@@ -40,7 +41,6 @@ import pandas as pd
 import seaborn as sns
 import torch
 from numpy.typing import ArrayLike
-from scipy import stats as sps
 from torch import Tensor
 
 from vrg_analysis import samplers as smp
@@ -50,7 +50,7 @@ from vrg_analysis.core.schedules import (
     lambda_from_alpha_bar,
 )
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
-from vrg_analysis.evaluation.stats import Interval, adjust_pvalues, aggregate, decide
+from vrg_analysis.evaluation.stats import Interval, adjust_pvalues, aggregate, decide, log_log_fit
 from vrg_analysis.models.analytic import OptimalEpsModel, reference_ode_endpoint
 from vrg_analysis.params import as_choice, as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
@@ -217,7 +217,7 @@ def order_fit(
     levels: ArrayLike, errors: ArrayLike, nominal: float, confidence: float = 0.95
 ) -> OrderFit:
     """Fit ``log(error) = c - p log(K - 1)`` over the given numbers of levels ``K``
-    (``scipy.stats.linregress``): the order ``p``, its t interval
+    (:func:`~vrg_analysis.evaluation.stats.log_log_fit`): the order ``p``, its t interval
     ``p +- t_{n-2} * stderr`` and the p-value of ``p = nominal``. With an exact power law the
     interval has zero width."""
     k = np.asarray(levels, dtype=np.float64).reshape(-1)
@@ -226,19 +226,11 @@ def order_fit(
         raise ValueError(f"need >= 3 (K, error) pairs of equal length, got {k.size} and {e.size}")
     if np.any(k < 2) or np.any(e <= 0) or not np.all(np.isfinite(e)):
         raise ValueError("need K >= 2 and finite positive errors to fit a log-log slope")
-    fit = sps.linregress(np.log(k - 1.0), np.log(e))
-    order = -float(fit.slope)
-    se = float(fit.stderr)
-    dof = k.size - 2
-    if se > 0.0:
-        half = float(sps.t.ppf(0.5 + confidence / 2.0, dof)) * se
-        t_stat = (order - nominal) / se
-        p = float(2.0 * sps.t.sf(abs(t_stat), dof))
-    else:  # an exact power law
-        half = 0.0
-        p = 1.0 if math.isclose(order, nominal, abs_tol=1e-12) else 0.0
-    iv = Interval(order, order - half, order + half, confidence, "t (regression slope)")
-    return OrderFit(order=iv, stderr=se, p_nominal=p, n=int(k.size))
+    fit = log_log_fit(k - 1.0, e, confidence)
+    iv = Interval(
+        -fit.slope, -fit.slope_high, -fit.slope_low, fit.confidence, "t (regression slope)"
+    )
+    return OrderFit(order=iv, stderr=fit.stderr, p_nominal=fit.p_value(-nominal), n=fit.n)
 
 
 def last_doubling(levels: ArrayLike, errors: ArrayLike) -> float:

@@ -41,10 +41,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from scipy import stats as sps
 
 from vrg_analysis.core.trajectories import BASELINES
-from vrg_analysis.evaluation.stats import aggregate
+from vrg_analysis.evaluation.stats import aggregate, rank_correlation
 from vrg_analysis.params import as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.studies.engine import ComparisonConfig, ComparisonResult, run_comparison
@@ -592,7 +591,7 @@ def summary(result: Result) -> Summary:
     zero = sel[sel.scale == 0]
     v = _vrg_runs(result)
     up, down = v[v.last_move > 0], v[v.last_move <= 0]
-    rho_last, p_last = sps.spearmanr(v.last_move, v.disc_change)
+    last = rank_correlation(v.last_move, v.disc_change)
     corr = parts["corr"]
     arms = runs[runs.variant.isin(ARMS)]
     return Summary(
@@ -619,8 +618,8 @@ def summary(result: Result) -> Summary:
         prop_top_median=_median(top.prop_change),
         scale_top=float(max(p.scales)),
         cpe_all_median=_median(sel.cpe_change),
-        last_rho=float(rho_last),
-        last_p=float(p_last),
+        last_rho=last.rho,
+        last_p=last.p,
         n_up=int(len(up)),
         n_runs=int(len(v)),
         disc_up=_median(up.disc_change),

@@ -6,10 +6,10 @@ This module measures the other error, that of taking finite steps, and adds a mo
 
     J(a) = CPE(a) + D(a),   D(a) = sum_{k=1..K} e_k(a)                                   (J)
 
-where ``e_k`` is the mean squared local truncation error per dimension of DDIM step ``k`` in
-``y = x / sqrt(alpha_bar)`` (the units of CPE: both are squared errors of ``y`` added over steps
-without propagation, DESIGN.md), and a propagated form (J-prop, below) that weights each step by
-the share of its error that reaches the clean sample.
+where ``e_k`` is the mean squared local truncation error per dimension of DDIM step ``k`` in ``y = x
+/ sqrt(alpha_bar)`` (the units of CPE: both are squared errors of ``y`` added over steps without
+propagation, the design page), and a propagated form (J-prop, below) that weights each step by the
+share of its error that reaches the clean sample.
 
 **The DDIM step as an exponential integrator.** With ``lambda_ = -log(sigma)`` the
 probability-flow ODE ``dy/dsigma = eps`` integrates to

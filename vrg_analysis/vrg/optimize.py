@@ -151,7 +151,7 @@ def optimize_trajectory(
     """Minimise (VRG) over the trajectory's ratios inside the gamma box; K is kept.
 
     ``keep_start=True`` (exact method only) holds the noisiest level fixed exactly instead of the
-    paper's penalty, which on the raw alpha_bar scale barely holds it (DESIGN.md, pitfalls).
+    paper's penalty, which on the raw alpha_bar scale barely holds it (the design page, pitfalls).
     The exact method is a local solver: on a noisy profile measured at every timestep the
     objective is piecewise smooth and not convex, and it can stop at a local minimum
     (``converged`` then means first-order stationary, not global; the optimiser chapter shows a
@@ -311,7 +311,7 @@ def _solve_exact(
     """L-BFGS-B on the box (penalty form) or SLSQP with ``sum log r = log a_K`` (hard form).
 
     The profile is flat beyond its measured range, so the objective has a kink where the
-    baselines start; a quasi-Newton line search can fail there at once (DESIGN.md, pitfalls).
+    baselines start; a quasi-Newton line search can fail there at once (the design page, pitfalls).
     When L-BFGS-B does not report convergence, SLSQP continues from where it stopped.
     """
     bounds = list(zip(lo, hi, strict=True))
