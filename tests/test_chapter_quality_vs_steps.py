@@ -78,6 +78,10 @@ def test_figures_and_tables_render(result: chapter.Result) -> None:
         ({"samplers": ["euler"]}, "unknown value 'euler'"),
         ({"n_boot": 5}, "n_boot must be >= 20"),
         ({"gamma": 1.0}, "gamma must be <"),
+        ({"model": "cifar10"}, "parameter model: 'cifar10' is neither a testbed"),
+        ({"model": "."}, "parameter data: a checkpoint folder needs the data"),
+        ({"guided_model": "nope"}, "parameter guided_model"),
+        ({"device": "tpu"}, "parameter device"),
     ],
 )
 def test_bad_parameters_are_named(kw: dict, match: str) -> None:

@@ -264,3 +264,93 @@ def test_trajectory_from_a_copy_keeps_its_levels(tmp_path: Path) -> None:
     traj = Trajectory([0.1, 0.5, 0.9], name="t")
     shutil.copy(traj.save(tmp_path / "t.json"), tmp_path / "u.json")
     np.testing.assert_array_equal(Trajectory.load(tmp_path / "u.json").alpha_bar, traj.alpha_bar)
+
+
+# ----------------------------------------------------------------- nothing half-written
+def _writers(tmp_path: Path) -> dict[str, tuple[Path, object]]:
+    """Each of the library's writers, as (the file it writes, a call that writes it)."""
+    from matplotlib.figure import Figure
+
+    from vrg_analysis.assumptions.verdicts import AuditResult, write_results
+    from vrg_analysis.io import atomic_write_text
+    from vrg_analysis.report import save_figures
+    from vrg_analysis.studies.claims import Finding, write_findings
+
+    traj = time_quadratic(SCHED, 6)
+    profile = ErrorProfile(np.linspace(0.999, 0.01, 5), np.linspace(0.01, 0.5, 5))
+    finding = Finding("few-steps", "quality_vs_steps", "measured", 1.0, 0.5, 1.5, "supported")
+    row = AuditResult("zero-mean", "t", "all", 1.0, 0.5, 0.1, "d", 0.1, "inconclusive", 10)
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    return {
+        "text": (tmp_path / "a.txt", lambda: atomic_write_text(tmp_path / "a.txt", "new\n")),
+        "trajectory": (tmp_path / "t.json", lambda: traj.save(tmp_path / "t.json")),
+        "profile": (tmp_path / "p.npz", lambda: profile.save(tmp_path / "p.npz")),
+        "findings": (
+            tmp_path / "quality_vs_steps.csv",
+            lambda: write_findings([finding], tmp_path, "quality_vs_steps"),
+        ),
+        "verdicts": (tmp_path / "audit.csv", lambda: write_results([row], tmp_path, "audit")),
+        "figure": (tmp_path / "s_f.png", lambda: save_figures({"f": fig}, tmp_path, "s")),
+        "cache": (None, lambda: cached("injected", {"k": 1}, lambda: {"x": np.ones(3)})),
+    }
+
+
+@pytest.mark.parametrize("where", ["while writing", "at the rename"])
+@pytest.mark.parametrize(
+    "writer", ["text", "trajectory", "profile", "findings", "verdicts", "figure", "cache"]
+)
+def test_an_injected_failure_leaves_the_old_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str, where: str
+) -> None:
+    import vrg_analysis.io as vio
+
+    monkeypatch.setenv("VRG_CACHE_DIR", str(tmp_path / "cache"))
+    path, write = _writers(tmp_path)[writer]
+    if path is not None:
+        path.write_bytes(b"the old, complete file")
+    real_fdopen = vio.os.fdopen
+
+    class Failing:
+        """A file object that writes half of what it is given, then fails (a full disk)."""
+
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            raise OSError("injected: disk full")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    def failing_fdopen(fd, mode="r", *args, **kwargs):
+        fh = real_fdopen(fd, mode, *args, **kwargs)
+        return Failing(fh) if where == "while writing" else fh
+
+    def failing_replace(src, dst):
+        raise OSError("injected: rename failed")
+
+    monkeypatch.setattr(vio.os, "fdopen", failing_fdopen)
+    if where == "at the rename":
+        monkeypatch.setattr(vio.os, "replace", failing_replace)
+    if writer == "cache":
+        # the cache keeps its result when it cannot store it (test above); here: nothing stored
+        assert write()["x"].sum() == 3
+        monkeypatch.undo()
+        monkeypatch.setenv("VRG_CACHE_DIR", str(tmp_path / "cache"))
+        calls = []
+        cached("injected", {"k": 1}, lambda: calls.append(1) or {"x": np.ones(3)})
+        assert calls == [1]  # recomputed: no entry (whole or half) was left behind
+    else:
+        with pytest.raises(OSError, match="injected"):
+            write()
+        assert path.read_bytes() == b"the old, complete file"
+    leftovers = [p.name for p in tmp_path.rglob("*.tmp")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"

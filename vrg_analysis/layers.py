@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "resources": 0,
     "layers": 0,
     "params": 0,
+    "threads": 0,
     "core": 1,
     "data": 1,
     "models": 2,

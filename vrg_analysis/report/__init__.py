@@ -3,7 +3,7 @@ draw the library's own intervals, and glue of typed results into the prose."""
 
 from __future__ import annotations
 
-from vrg_analysis.report.figures import draw_intervals, interval_grid
+from vrg_analysis.report.figures import draw_intervals, interval_grid, save_figures
 from vrg_analysis.report.glue import glue_fields, glue_figure, plain
 from vrg_analysis.report.tables import styled, verdict_css
 from vrg_analysis.report.theme import (
@@ -18,6 +18,7 @@ from vrg_analysis.report.theme import (
 )
 
 __all__ = [
+    "save_figures",
     "set_book_theme",
     "colour",
     "palette_for",

@@ -1,7 +1,10 @@
-"""Figure helpers: grids that wrap at the page's width and draw the library's own intervals."""
+"""Figure helpers: grids that wrap at the page's width and draw the library's own intervals, and
+saving figures as PNG files that are never half-written."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -10,9 +13,22 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from vrg_analysis.io import atomic_open
 from vrg_analysis.report.theme import MAX_COLUMNS, colour, panel_size
 
-__all__ = ["interval_grid", "draw_intervals"]
+__all__ = ["interval_grid", "draw_intervals", "save_figures"]
+
+
+def save_figures(figs: Mapping[str, Any], folder: str | Path, stem: str) -> list[Path]:
+    """Save each figure (or seaborn grid) as ``<folder>/<stem>_<name>.png`` through a temporary
+    file renamed into place, so a failure never leaves a half-written PNG; returns the paths."""
+    out = []
+    for name, fig in figs.items():
+        path = Path(folder) / f"{stem}_{name}.png"
+        with atomic_open(path, "wb") as fh:
+            getattr(fig, "figure", fig).savefig(fh, format="png", dpi=120, bbox_inches="tight")
+        out.append(path)
+    return out
 
 
 def draw_intervals(

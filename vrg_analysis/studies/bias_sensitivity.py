@@ -28,8 +28,6 @@ one error stream (:class:`~vrg_analysis.models.analytic.PlantedErrorModel`):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,7 +38,6 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from vrg_analysis.assumptions.chapters.gaussian import audit_levels, sigma_list
 from vrg_analysis.assumptions.gaussianity import zero_mean_audit
@@ -61,6 +58,7 @@ from vrg_analysis.studies.engine import (
     run_comparison,
 )
 from vrg_analysis.testbeds import MixtureTestbed, make_testbed
+from vrg_analysis.threads import limit_threads
 from vrg_analysis.vrg.retime import VRGSetting
 
 __all__ = [
@@ -201,19 +199,6 @@ class Params:
         )
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """The mixture's exact predictor and ODE are many small tensor operations: one thread is much
-    faster than several when anything else runs on the machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def planted_models(
     bed: MixtureTestbed, spread: ErrorProfile, params: Params
 ) -> dict[str, PlantedErrorModel]:
@@ -283,7 +268,7 @@ def _judged(
 
 def run(params: Params, *, progress: bool = False) -> Result:
     """The zero-mean audits of both planted models and VRG's comparison on each (docstring)."""
-    with _one_thread():
+    with limit_threads(1):
         bed = make_testbed(TESTBED)
         assert isinstance(bed, MixtureTestbed)
         cfg = params.config()

@@ -44,7 +44,7 @@ from vrg_analysis.studies.engine import (
     compare_all,
     run_comparison,
 )
-from vrg_analysis.testbeds import SET_METRICS
+from vrg_analysis.testbeds import SET_METRICS, check_model
 from vrg_analysis.vrg.retime import VRGSetting
 
 __all__ = [
@@ -141,6 +141,10 @@ class Params:
         s(self, "gamma", as_float(self.gamma, "gamma", minimum=0.0, maximum=1.0, open_high=True))
         s(self, "reg_lambda", as_float(self.reg_lambda, "reg_lambda", minimum=0.0))
         s(self, "guidance_scale", as_float(self.guidance_scale, "guidance_scale"))
+        check_model(self.model, self.data, self.device)
+        # the guided and exact comparisons take testbeds (a folder there has no data parameter)
+        for name in ("guided_model", "mixture_testbed"):
+            check_model(getattr(self, name), None, self.device, names=(name, name, "device"))
 
     @property
     def vrg(self) -> VRGSetting:

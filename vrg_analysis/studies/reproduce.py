@@ -17,8 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vrg_analysis.params import as_folder
-from vrg_analysis.resources import benchmark_results_dir
+from vrg_analysis.studies import performance
 from vrg_analysis.studies.performance import Benchmarks, load_benchmarks
 
 __all__ = ["Params", "Costs", "PROFILE_TIMESTEPS", "PROFILE_IMAGES", "costs", "run"]
@@ -30,15 +29,9 @@ PROFILE_TIMESTEPS = 1000
 PROFILE_IMAGES = 2048
 
 
-@dataclass(frozen=True)
-class Params:
-    """The page's one parameter: the folder of the benchmarks' JSON files."""
-
-    results_dir: str = ""  # empty: the project's benchmarks/results
-
-    def __post_init__(self) -> None:
-        folder = self.results_dir or benchmark_results_dir()
-        object.__setattr__(self, "results_dir", str(as_folder(folder, "results_dir")))
+#: The page's one parameter, as the performance appendix's: the folder of the benchmarks' JSON
+#: files (empty: the project's ``benchmarks/results``).
+Params = performance.Params
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ __all__ = [
     "IMAGE_TESTBEDS",
     "DATASETS",
     "known_testbeds",
+    "check_model",
     "make_testbed",
     "resolve_testbed",
 ]
@@ -53,6 +54,37 @@ __all__ = [
 def known_testbeds() -> list[str]:
     """Every name :func:`make_testbed` accepts."""
     return sorted([*MIXTURES, *IMAGE_TESTBEDS])
+
+
+def check_model(
+    model: object,
+    data: object = None,
+    device: object = "cpu",
+    *,
+    names: tuple[str, str, str] = ("model", "data", "device"),
+) -> None:
+    """Refuse, before any work and naming the parameter, a ``model`` that is neither a testbed nor
+    an existing folder, a folder without its ``data`` (an existing file or folder), and an
+    unknown or unavailable ``device`` (the checks :func:`resolve_testbed` makes, for a chapter's
+    parameters)."""
+    m, d, dev = names
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"parameter {m} must be a testbed name or a folder, got {model!r}")
+    if model not in known_testbeds():
+        if not Path(model).is_dir():
+            raise ValueError(
+                f"parameter {m}: {model!r} is neither a testbed ({', '.join(known_testbeds())}) "
+                "nor a folder holding a diffusers checkpoint"
+            )
+        if not isinstance(data, str | Path) or not str(data) or not Path(data).exists():
+            raise ValueError(
+                f"parameter {d}: a checkpoint folder needs the data it was trained on (an "
+                f"existing .npz, .npy or image folder), got {data!r}"
+            )
+    try:
+        resolve_device(str(device))
+    except ValueError as exc:
+        raise ValueError(f"parameter {dev}: {exc}") from exc
 
 
 def make_testbed(

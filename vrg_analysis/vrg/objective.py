@@ -16,8 +16,6 @@ solvers live in :mod:`vrg_analysis.vrg.optimize` and :mod:`vrg_analysis.vrg.disc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -28,7 +26,6 @@ from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.trajectories import Trajectory
 
 __all__ = [
-    "one_torch_thread",
     "BOX_MARGIN",
     "KKT_TOL",
     "VRGObjective",
@@ -41,19 +38,6 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run a solve on one torch thread: the objective's reductions then add in one fixed order,
-    so the same inputs give the same bits whatever ``OMP_NUM_THREADS`` says (and vectors of a
-    few dozen ratios gain nothing from threads)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # Bounds are shrunk by this relative margin so that no ratio reaches 0 or 1 exactly (the paper's

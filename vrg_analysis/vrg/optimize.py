@@ -34,11 +34,11 @@ from tqdm import tqdm
 from vrg_analysis.core.cpe import cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.trajectories import Trajectory
+from vrg_analysis.threads import limit_threads
 from vrg_analysis.vrg.objective import (
     KKT_TOL,
     VRGObjective,
     levels_moved,
-    one_torch_thread,
     projected_gradient_norm,
     ratio_bounds,
     ratios_to_trajectory,
@@ -200,7 +200,7 @@ def optimize_trajectory(
         "start_level_bound_active": False,
     }
     held = a_k_orig if keep_start else None
-    with one_torch_thread():
+    with limit_threads(1):  # same bits at any OMP_NUM_THREADS
         r, iterations, converged, message, held = _solve(
             obj,
             r0,
@@ -220,7 +220,7 @@ def optimize_trajectory(
     # 4. score the trajectory actually returned, and check what the solver claims
     r_final, _, _ = ratio_bounds(optimized, gamma)
     cpe_t, reg_t = obj.terms(torch.as_tensor(r_final, dtype=torch.float64))
-    with one_torch_thread():
+    with limit_threads(1):  # same bits at any OMP_NUM_THREADS
         kkt = projected_gradient_norm(obj, r_final, lo, hi, held is not None)
     if method == "mlp_sgd":
         converged = kkt <= KKT_TOL

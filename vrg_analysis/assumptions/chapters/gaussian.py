@@ -40,8 +40,7 @@ studies (:mod:`vrg_analysis.studies.bias_sensitivity`), which this layer may not
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,6 @@ import torch
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from vrg_analysis.assumptions.gaussianity import normality_audit, zero_mean_audit
 from vrg_analysis.assumptions.samples import ErrorSample, errors_on_data
@@ -69,8 +67,9 @@ from vrg_analysis.evaluation.stats import (
     t_interval,
 )
 from vrg_analysis.params import as_bool, as_float, as_int
-from vrg_analysis.report import PAGE_WIDTH, styled
-from vrg_analysis.testbeds import resolve_testbed
+from vrg_analysis.report import PAGE_WIDTH, save_figures, styled
+from vrg_analysis.testbeds import check_model, resolve_testbed
+from vrg_analysis.threads import limit_threads
 
 __all__ = [
     "CHAPTER",
@@ -93,7 +92,6 @@ __all__ = [
     "figure_qq",
     "figure_effects",
     "figures",
-    "save_figures",
     "write_outputs",
     "summary",
 ]
@@ -147,10 +145,9 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"parameter model must be a testbed name or a folder: {self.model!r}")
         if self.data is not None and not isinstance(self.data, str):
             raise ValueError(f"parameter data must be a path or None, got {self.data!r}")
+        check_model(self.model, self.data, self.device)
         s(self, "data", self.data or None)
         s(self, "quick", as_bool(self.quick, "quick"))
         s(self, "seed", as_int(self.seed, "seed", minimum=0))
@@ -241,22 +238,6 @@ def effect_intervals(
     return pd.DataFrame(out)
 
 
-@contextmanager
-def _threads(one: bool) -> Iterator[None]:
-    """Many small tensor operations (a 2-D mixture's exact predictor): one thread is much faster
-    than several when anything else runs on the machine."""
-    if not one:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(old)
-
-
 @dataclass(frozen=True, eq=False)
 class Result:
     """Everything the chapter shows: the error samples, the verdict rows by kind of error, the
@@ -314,7 +295,7 @@ def _compute(params: Params) -> Result:
     """Draw the errors and run the zero-mean and Gaussianity audits (module docstring)."""
     bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
     ref = bed.reference()
-    with _threads(ref.exact and params.device == "cpu"):
+    with limit_threads(1 if ref.exact and params.device == "cpu" else None):
         levels = audit_levels(bed.schedule, params.num_levels)
         # n training rows drawn with replacement (i.i.d. from the empirical training distribution,
         # so n may exceed the training set), one fresh eps per row and level
@@ -565,23 +546,6 @@ def figures(result: Result) -> dict[str, Figure]:
     return {"fig_qq": figure_qq(result), "fig_effects": figure_effects(result)}
 
 
-def save_figures(
-    figs: Mapping[str, Any], figure_dir: str | Path | None, stem: str = CHAPTER
-) -> list[Path]:
-    """Save each figure (or seaborn grid) as ``<figure_dir>/<stem>_<name>.png``; nothing without
-    a folder."""
-    if not figure_dir:
-        return []
-    folder = Path(figure_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, fig in figs.items():
-        path = folder / f"{stem}_{name}.png"
-        getattr(fig, "figure", fig).savefig(path, dpi=120, bbox_inches="tight")
-        out.append(path)
-    return out
-
-
 def write_outputs(
     result: Result,
     verdict_dir: str | Path,
@@ -593,7 +557,7 @@ def write_outputs(
     paths."""
     paths = write_results(result.results, verdict_dir, CHAPTER)
     if figure_dir:
-        save_figures(figs if figs is not None else figures(result), figure_dir)
+        save_figures(figs if figs is not None else figures(result), figure_dir, CHAPTER)
     return paths
 
 

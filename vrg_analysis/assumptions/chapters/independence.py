@@ -35,8 +35,7 @@ verdict table (``<verdict_dir>/audit_independence.csv`` + ``.md``, for the score
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,6 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from vrg_analysis.assumptions.independence import (
     CovarianceCPE,
@@ -70,9 +68,10 @@ from vrg_analysis.core.schedules import sigma_from_alpha_bar
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
 from vrg_analysis.models.analytic import PlantedErrorModel
 from vrg_analysis.params import as_bool, as_float, as_int
-from vrg_analysis.report import PAGE_WIDTH, styled
+from vrg_analysis.report import PAGE_WIDTH, save_figures, styled
 from vrg_analysis.samplers import SAMPLERS, get_sampler, initial_noise, sample_generators
-from vrg_analysis.testbeds import make_testbed, resolve_testbed
+from vrg_analysis.testbeds import check_model, make_testbed, resolve_testbed
+from vrg_analysis.threads import limit_threads
 
 __all__ = [
     "CHAPTER",
@@ -144,10 +143,9 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"parameter model must be a testbed name or a folder: {self.model!r}")
         if self.data is not None and not isinstance(self.data, str):
             raise ValueError(f"parameter data must be a path or None, got {self.data!r}")
+        check_model(self.model, self.data, self.device)
         s(self, "data", self.data or None)
         s(self, "quick", as_bool(self.quick, "quick"))
         s(self, "seed", as_int(self.seed, "seed", minimum=0))
@@ -244,22 +242,6 @@ def lag_contributions(sample: ErrorSample) -> FloatArray:
     lag = np.abs(np.subtract.outer(np.arange(c.size), np.arange(c.size)))
     sums = np.array([contrib[lag == g].sum() for g in range(c.size)])
     return sums / sums[0]
-
-
-@contextmanager
-def _threads(one: bool) -> Iterator[None]:
-    """Many small tensor operations (a 2-D mixture's exact predictor): one thread is much faster
-    than several when anything else runs on the machine."""
-    if not one:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ===================================================================== the computation
@@ -372,7 +354,7 @@ def _compute(params: Params) -> Result:
     traj = baseline(params.trajectory_name, bed.schedule, params.num_steps)
     n = int(params.n_paths or 0)
     name = bed.name if bed.name == bed.model_name else f"{bed.name} ({bed.model_name})"
-    with _threads(ref.exact and params.device == "cpu"):
+    with limit_threads(1 if ref.exact and params.device == "cpu" else None):
         x_t = initial_noise((n, *bed.sample_shape), params.seed)
         stochastic = get_sampler(params.sampler).stochastic
         gens = sample_generators(params.seed + 1, n) if stochastic else None
@@ -397,7 +379,7 @@ def _compute(params: Params) -> Result:
         max_paths_dcor=dcor_paths(path.dim),
         bootstrap=int(params.bootstrap or 0),
     )
-    with _threads(params.device == "cpu"):
+    with limit_threads(1 if params.device == "cpu" else None):
         controls = {
             role: run_control(role, rho, params)
             for role, rho in (("negative", 0.0), ("positive", params.control_correlation))
@@ -570,11 +552,7 @@ def write_outputs(
     ``audit_independence_<name>.png``; returns the table's paths."""
     paths = write_results(result.results, verdict_dir, CHAPTER)
     if figure_dir:
-        folder = Path(figure_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, fig in (figs if figs is not None else figures(result)).items():
-            path = folder / f"{CHAPTER}_{name}.png"
-            getattr(fig, "figure", fig).savefig(path, dpi=120, bbox_inches="tight")
+        save_figures(figs if figs is not None else figures(result), figure_dir, CHAPTER)
     return paths
 
 

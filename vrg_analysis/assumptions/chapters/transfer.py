@@ -45,7 +45,6 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from vrg_analysis.assumptions.anisotropy import (
     DEFAULT_ANISOTROPY_TOLERANCE,
@@ -96,8 +94,9 @@ from vrg_analysis.core.cpe import step_coefficients
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
 from vrg_analysis.evaluation.stats import Interval
 from vrg_analysis.params import as_bool, as_int
-from vrg_analysis.report import PAGE_WIDTH, styled, verdict_css
-from vrg_analysis.testbeds import resolve_testbed
+from vrg_analysis.report import PAGE_WIDTH, save_figures, styled, verdict_css
+from vrg_analysis.testbeds import check_model, resolve_testbed
+from vrg_analysis.threads import limit_threads
 
 __all__ = [
     "CHAPTER",
@@ -177,10 +176,9 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"parameter model must be a testbed name or a folder: {self.model!r}")
         if self.data is not None and not isinstance(self.data, str):
             raise ValueError(f"parameter data must be a path or None, got {self.data!r}")
+        check_model(self.model, self.data, self.device)
         s(self, "data", self.data or None)
         s(self, "quick", as_bool(self.quick, "quick"))
         s(self, "seed", as_int(self.seed, "seed", minimum=0))
@@ -588,21 +586,6 @@ class Result:
         return [r for src, _, rows in self.sources() for r in with_source(rows, src)]
 
 
-@contextmanager
-def _threads(one: bool) -> Any:
-    """Small batches on a few CPU cores: one thread avoids oversubscription (many times faster)."""
-    if not one:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def run(params: Params) -> Result:
     """Collect the errors and run every audit of the chapter, cached by the parameters and
     the audited model's identity (:mod:`vrg_analysis.cache`): the notebook and
@@ -619,7 +602,7 @@ def run(params: Params) -> Result:
 def _compute(params: Params) -> Result:
     """Collect the errors and run every audit of the chapter (module docstring)."""
     t0 = time.perf_counter()
-    with _threads(params.device == "cpu" and params.quick):
+    with limit_threads(1 if params.device == "cpu" and params.quick else None):
         bed = resolve_testbed(
             params.model, data=params.data, device=params.device, seed=params.seed
         )
@@ -1327,11 +1310,9 @@ def write_outputs(
     figures already drawn, else drawn here). Returns the table's paths."""
     paths = write_results(result.verdicts, verdict_dir, CHAPTER)
     if figure_dir:
-        out = Path(figure_dir)
-        out.mkdir(parents=True, exist_ok=True)
         drawn = dict(figs) if figs is not None else figures(result)
-        for name, fig in drawn.items():
-            fig.savefig(out / f"{CHAPTER}_{name}.png", dpi=120, bbox_inches="tight")
-            if figs is None:
+        save_figures(drawn, figure_dir, CHAPTER)
+        if figs is None:
+            for fig in drawn.values():
                 plt.close(fig)
     return paths
