@@ -44,6 +44,10 @@ EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
 COLLECTORS  := book/notebooks/scorecard.ipynb book/notebooks/claims.ipynb
 ORDERED     := $(filter-out $(COLLECTORS),$(EXECUTED)) $(filter $(COLLECTORS),$(EXECUTED))
 NBMAKE_TIMEOUT ?= 1200
+# Tests and notebooks run in JOBS processes of one thread each: on 2 cores, two single-threaded
+# workers finish sooner than one process with two threads, and several multi-threaded processes
+# on few cores slow each other down many times over (spinning OpenMP threads).
+JOBS        ?= 2
 
 MATHJAX_VERSION := 3.2.2
 MATHJAX_DIR     := book/assets/mathjax
@@ -107,7 +111,10 @@ execute: $(VENV_STAMP)
 	rm -rf book/notebooks && mkdir -p book/notebooks
 	cp $(NOTEBOOKS) book/notebooks/
 ifeq ($(PARAMS),quick)
-	$(PYTEST) -p no:cacheprovider --nbmake --overwrite --nbmake-timeout=$(NBMAKE_TIMEOUT) $(ORDERED)
+	OMP_NUM_THREADS=1 $(PYTEST) -p no:cacheprovider -n $(JOBS) --nbmake --overwrite \
+	  --nbmake-timeout=$(NBMAKE_TIMEOUT) $(filter-out $(COLLECTORS),$(EXECUTED))
+	$(PYTEST) -p no:cacheprovider --nbmake --overwrite --nbmake-timeout=$(NBMAKE_TIMEOUT) \
+	  $(filter $(COLLECTORS),$(EXECUTED))
 else
 	@set -e; for nb in $(ORDERED); do \
 	  name=$$(basename $$nb .ipynb); \
@@ -127,7 +134,7 @@ book: venv mathjax data execute
 # ---------------------------------------------------------------- test
 test: venv mathjax data
 	$(RUFF) check .
-	$(PYTEST) tests
+	OMP_NUM_THREADS=1 $(PYTEST) -n $(JOBS) tests
 	$(MAKE) --no-print-directory execute PARAMS=quick
 	$(JB) build . -W --keep-going --all
 

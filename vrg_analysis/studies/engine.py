@@ -67,6 +67,7 @@ from vrg_analysis.testbeds import (
     make_checkpoint_testbed,
     resolve_testbed,
 )
+from vrg_analysis.threads import limit_threads
 from vrg_analysis.vrg.arms import Arm, ArmContext
 from vrg_analysis.vrg.retime import PUBLISHED_VRG, VRGSetting
 
@@ -670,7 +671,11 @@ def run_comparison(
     setup = setup if setup is not None else setup_testbed(config)
 
     def compute() -> ComparisonResult:
-        return _run(config, setup, progress, use_cache)
+        # an exact testbed (a Gaussian mixture) is many small tensor operations: one thread is
+        # many times faster than several on a CPU; image models keep the threads they are given
+        small = setup.exact_endpoint is not None and torch.device(config.device).type == "cpu"
+        with limit_threads(1 if small else None):
+            return _run(config, setup, progress, use_cache)
 
     params = {"config": config.to_dict(), "setup": setup.name, **dict(setup.fingerprint)}
     return cached("comparison", params, compute, enabled=use_cache)
