@@ -54,10 +54,10 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from scipy import stats
 
+from vrg_analysis.assumptions.chapters import cached_audit
 from vrg_analysis.assumptions.gaussianity import normality_audit, zero_mean_audit
 from vrg_analysis.assumptions.samples import ErrorSample, errors_on_data
 from vrg_analysis.assumptions.verdicts import AuditResult, with_source, write_results
-from vrg_analysis.cache import cached
 from vrg_analysis.core.schedules import NoiseSchedule, sigma_from_alpha_bar
 from vrg_analysis.evaluation.stats import (
     VERDICTS,
@@ -283,12 +283,7 @@ def run(params: Params) -> Result:
     the audited model's identity (:mod:`vrg_analysis.cache`): the notebook and
     ``python -m vrg_analysis audit`` share one computation.
     """
-    bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
-    return cached(
-        f"audit-{CHAPTER}",
-        {"params": params, "testbed": bed.fingerprint},
-        lambda: _compute(params),
-    )
+    return cached_audit(CHAPTER, params, _compute)
 
 
 def _compute(params: Params) -> Result:

@@ -48,6 +48,7 @@ import torch
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from vrg_analysis.assumptions.chapters import cached_audit
 from vrg_analysis.assumptions.independence import (
     CovarianceCPE,
     correlation_interval,
@@ -62,7 +63,6 @@ from vrg_analysis.assumptions.verdicts import (
     with_source,
     write_results,
 )
-from vrg_analysis.cache import cached
 from vrg_analysis.core.cpe import step_increments
 from vrg_analysis.core.schedules import sigma_from_alpha_bar
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
@@ -339,12 +339,7 @@ def run(params: Params) -> Result:
     the audited model's identity (:mod:`vrg_analysis.cache`): the notebook and
     ``python -m vrg_analysis audit`` share one computation.
     """
-    bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
-    return cached(
-        f"audit-{CHAPTER}",
-        {"params": params, "testbed": bed.fingerprint},
-        lambda: _compute(params),
-    )
+    return cached_audit(CHAPTER, params, _compute)
 
 
 def _compute(params: Params) -> Result:

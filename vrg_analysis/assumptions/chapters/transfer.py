@@ -69,6 +69,7 @@ from vrg_analysis.assumptions.anisotropy import (
     anisotropy_audit,
     error_spectrum,
 )
+from vrg_analysis.assumptions.chapters import cached_audit
 from vrg_analysis.assumptions.decomposition import (
     CPEShares,
     ProfileDecomposition,
@@ -89,7 +90,6 @@ from vrg_analysis.assumptions.verdicts import (
     with_source,
     write_results,
 )
-from vrg_analysis.cache import cached
 from vrg_analysis.core.cpe import step_coefficients
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline
 from vrg_analysis.evaluation.stats import Interval
@@ -591,12 +591,7 @@ def run(params: Params) -> Result:
     the audited model's identity (:mod:`vrg_analysis.cache`): the notebook and
     ``python -m vrg_analysis audit`` share one computation.
     """
-    bed = resolve_testbed(params.model, data=params.data, device=params.device, seed=params.seed)
-    return cached(
-        f"audit-{CHAPTER}",
-        {"params": params, "testbed": bed.fingerprint},
-        lambda: _compute(params),
-    )
+    return cached_audit(CHAPTER, params, _compute)
 
 
 def _compute(params: Params) -> Result:
