@@ -77,7 +77,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "notebooks/audit_gaussian.ipynb": {"papermill": 1, "cli": 1},
     "notebooks/audit_independence.ipynb": {"papermill": 1},
     "notebooks/beyond_the_paper.ipynb": {"papermill": 1},
-    "notebooks/design.ipynb": {"make": 1},
+    "notebooks/design.ipynb": {"make": 2},
     "notebooks/optimisers.ipynb": {"papermill": 1},
     "notebooks/predicted_vs_measured.ipynb": {"papermill": 1},
     "notebooks/published_profiles.ipynb": {"papermill": 1},
