@@ -87,6 +87,12 @@ def test_claim_and_finding(result: chapter.Result) -> None:
     (f,) = chapter.findings(result)
     assert f.claim == "gamma-ablation" and f.chapter == "ablation" and f.verdict == c.verdict
     assert f.ci_low <= f.value <= f.ci_high
+    # the scope: the testbed the parameters name, its samples x seeds, K and parameter set
+    p = result.params
+    assert f.model.startswith(f"{p.testbed} (digits-unet: ")
+    assert f.size.startswith(f"{p.n_samples} samples per arm × {len(p.seeds)} seeds, K=4")
+    assert f.size.endswith("custom parameters")
+    assert f.verdict_text == f"{f.verdict} on {p.testbed}, custom parameters"
 
 
 def _line(rows: list[tuple[float, float, float, str]]) -> pd.DataFrame:

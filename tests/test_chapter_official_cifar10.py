@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vrg_analysis.studies import official_cifar10 as chapter
+from vrg_analysis.studies.claims import QUICK_PARAMETERS, params_label
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,19 @@ def test_sweep_and_findings(result: chapter.Result) -> None:
     (f,) = chapter.findings(result)
     assert f.claim == "cpe-reduction" and f.verdict == "supported" == s.uniform10_verdict
     assert "0.430 -> 0.386" in f.finding and "0.327 -> 0.191" in f.finding
+    # the scope: the official profile file the parameters' folder holds, one exact trajectory
+    assert (Path(result.params.reference_dir) / chapter.PROFILE_FILE).is_file()
+    assert f.model.startswith(f"official CIFAR-10 error profile ({chapter.PROFILE_FILE}")
+    assert f.size.startswith("K=10, exact CPE of one trajectory") and "no sampling" in f.size
+    assert f.size.endswith("custom parameters")  # mlp_epochs=3 is neither quick nor full
+    assert f.verdict_text == "supported on official CIFAR-10 error profile, custom parameters"
+
+
+def test_the_parameter_set_is_named(official_dir: Path) -> None:
+    quick = chapter.Params(reference_dir=str(official_dir))
+    assert params_label(quick, chapter.CHAPTER) == QUICK_PARAMETERS
+    full = chapter.Params(reference_dir=str(official_dir), mlp_epochs=3000)
+    assert params_label(full, chapter.CHAPTER) == "full parameter set"
 
 
 def test_figure_and_tables_render(result: chapter.Result) -> None:

@@ -139,6 +139,12 @@ def test_summary_and_findings(result: chapter.Result) -> None:
     assert "not found" in s.cifar_summary
     (f,) = chapter.findings(result)
     assert f.claim == "cheap" and f.chapter == "optimisers" and f.verdict == s.cheap_verdict
+    # the scope: the testbed whose profile was optimised, the timed batch's size, the set
+    p = result.params
+    assert f.model.startswith(f"{p.testbed} (mixture-2d-mlp: ")
+    assert f"{p.n_train} training rows" in f.model
+    assert f"a DDIM batch of {p.n_samples} samples" in f.size and f.size.startswith("K=4, ")
+    assert f.size.endswith("custom parameters")
 
 
 def test_figures_and_tables_render(result: chapter.Result) -> None:

@@ -91,6 +91,16 @@ def test_summary_and_findings(result: chapter.Result) -> None:
     assert len(fs) == 3
     assert {f.claim for f in fs} == {"cpe-predicts-error"}
     assert all(f.chapter == "predicted_vs_measured" for f in fs)
+    # the scope: each finding names its testbed and that testbed's samples x seeds
+    p = result.params
+    n = {p.image_testbed: p.n_samples_image, p.exact_testbed: p.n_samples_exact}
+    for f in fs:
+        name = f.model.split(" (")[0]
+        assert name in n and f.finding.startswith(f"{name}, ")
+        assert f.size.startswith(f"{n[name]} samples per arm × 2 seeds, K 3–5 (2 values)")
+        assert f.size.endswith("custom parameters")
+        assert ("errors against the exact ODE" in f.model) == (name == p.exact_testbed)
+    assert {f.model.split(" (")[0] for f in fs} == set(n)
     assert "image MSE" in chapter.findings_markdown(result)
     assert chapter.changes_markdown(result).count("\n* ") == 4  # five bullets
 

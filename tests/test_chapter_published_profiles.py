@@ -57,6 +57,11 @@ def test_summary_and_findings(result: chapter.Result) -> None:
     (f,) = chapter.findings(result)
     assert f.claim == "cpe-reduction" and f.chapter == "published_profiles"
     assert f.verdict == s.cpe_claim_verdict and math.isclose(f.value, s.med_pen)
+    # the scope: the testbed whose profile it is, the profile's rows, K and the parameter set
+    p = result.params
+    assert f.model.startswith(f"{p.model_name} (mixture-2d-mlp: ")
+    assert f"Algorithm 1 on {p.n_samples} training samples" in f.size
+    assert f.size.startswith("K 5–10 (2 values)") and f.size.endswith("custom parameters")
 
 
 def test_figures_and_tables_render(result: chapter.Result) -> None:
@@ -117,6 +122,9 @@ def test_official_comparison(official_dir: Path) -> None:
     assert row["objective ours"] < row["objective official"]
     assert len(res.base_dlog) == 1 and res.base_dlog[0] < 1e-3
     assert "a lower objective" in chapter.summary(res).official_sentence
+    (f,) = chapter.findings(res)
+    assert f.model.startswith("official CIFAR-10 error profile (MSE_vs_alpha_bar_cifar10.txt")
+    assert f.size.startswith("K=10, a profile of ") and f.size.endswith("custom parameters")
 
 
 def test_official_stands_for_the_official_folder(

@@ -55,6 +55,22 @@ def test_summary_and_findings(result: chapter.Result) -> None:
     fs = chapter.findings(result)
     assert {f.claim for f in fs} == {"ddim-fid", "other-samplers-fid", "guidance", "few-steps"}
     assert all(f.chapter == "quality_vs_steps" for f in fs)
+    # the scope: each finding names the testbed its comparison ran on and that comparison's size
+    p = result.params
+    by = {(f.claim, f.model.split(" (")[0]): f for f in fs}
+    main = [by[("ddim-fid", p.model)], by[("other-samplers-fid", p.model)]]
+    main.append(by[("few-steps", p.model)])
+    exact, guided = by[("ddim-fid", p.mixture_testbed)], by[("guidance", p.guided_model)]
+    assert len(by) == len(fs) == 5
+    assert all(f.model.startswith(f"{p.model} (digits-unet: ") for f in main)
+    assert all(f.size.startswith(f"{p.n_samples} samples per arm × 3 seeds") for f in main)
+    assert "errors against the exact ODE" in exact.model
+    assert exact.size.startswith(f"{p.mixture_samples} samples per arm × 3 seeds, K 3–5")
+    assert f"w = {p.guidance_scale:g}" in guided.model
+    assert guided.size.startswith(f"{p.guided_samples} samples per arm × 3 seeds")
+    assert by[("ddim-fid", p.model)].size.split(", ")[2] == "ddim × 2 baseline(s)"
+    assert by[("other-samplers-fid", p.model)].size.split(", ")[2] == "dpm_solver_2 × 2 baseline(s)"
+    assert all(f.size.endswith("custom parameters") for f in fs)
 
 
 def test_figures_and_tables_render(result: chapter.Result) -> None:

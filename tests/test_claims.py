@@ -1,4 +1,5 @@
-"""Findings round-trip through their CSV files and bad rows are named."""
+"""Findings round-trip through their CSV files, bad rows are named, every finding names its
+scope (model and size) and the page shows each verdict with it."""
 
 from __future__ import annotations
 
@@ -6,18 +7,30 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vrg_analysis.evaluation.stats import aggregate
+from vrg_analysis.report.theme import VERDICT_COLOURS
+from vrg_analysis.resources import notebooks_dir
+from vrg_analysis.studies import ablation
 from vrg_analysis.studies.claims import (
     CLAIMS,
+    CUSTOM_PARAMETERS,
+    QUICK_PARAMETERS,
     Finding,
     Params,
     claim_rows,
     claims_html,
+    describe_testbed,
     page_summary,
+    params_label,
     read_findings,
+    size_text,
     write_findings,
 )
+
+MODEL = "digits (digits-unet: 8x8 digits UNet, 411K parameters)"
+SIZE = "200 samples per arm × 3 seeds, K 5–10 (2 values), quick CI parameters"
 
 
 def _finding(chapter: str = "quality_vs_steps", **kw: object) -> Finding:
@@ -30,6 +43,8 @@ def _finding(chapter: str = "quality_vs_steps", **kw: object) -> Finding:
         ci_high=0.1,
         verdict="mixed",
         seeds="0, 1, 2",
+        model=MODEL,
+        size=SIZE,
     )
     base.update(kw)
     return Finding(**base)  # type: ignore[arg-type]
@@ -57,8 +72,96 @@ def test_bad_findings(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="written as"):
         write_findings([_finding()], tmp_path, "ablation")
     (tmp_path / "x.csv").write_text("claim,chapter\nddim-fid,x\n")
+    with pytest.raises(ValueError, match=r"x.csv: no column 'finding'"):
+        read_findings(tmp_path)
+    header = "claim,chapter,finding,value,ci_low,ci_high,verdict,seeds,model,size\n"
+    (tmp_path / "x.csv").write_text(header + "ddim-fid,x,f,oops,1,2,supported,0,m,s\n")
     with pytest.raises(ValueError, match="x.csv:2: malformed"):
         read_findings(tmp_path)
+
+
+# ----------------------------------------------------------------- the scope of a finding
+def test_model_and_size_are_required_keywords() -> None:
+    base = dict(
+        claim="ddim-fid",
+        chapter="ablation",
+        finding="f",
+        value=1.0,
+        ci_low=0.0,
+        ci_high=2.0,
+        verdict="supported",
+    )
+    with pytest.raises(TypeError, match="model"):
+        Finding(**base, size=SIZE)  # type: ignore[arg-type, call-arg]
+    with pytest.raises(TypeError, match="size"):
+        Finding(**base, model=MODEL)  # type: ignore[arg-type, call-arg]
+
+
+@pytest.mark.parametrize("name", ["model", "size"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_scope_is_refused_naming_the_field(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"field '{name}'"):
+        _finding(**{name: value})
+
+
+def test_model_and_size_round_trip(tmp_path: Path) -> None:
+    f = _finding(model='mixture-2d (exact, with "quotes", commas)', size="24 samples, x\ny")
+    write_findings([f], tmp_path, "quality_vs_steps")
+    (back,) = read_findings(tmp_path)
+    assert back == f
+    assert (back.model, back.size) == (f.model, f.size)
+
+
+def test_an_old_csv_without_the_scope_columns_is_refused_naming_file_and_column(
+    tmp_path: Path,
+) -> None:
+    old = (
+        "claim,chapter,finding,value,ci_low,ci_high,verdict,seeds\n"
+        "ddim-fid,ablation,VRG lowers FID,-0.2,-0.5,0.1,mixed,0\n"
+    )
+    (tmp_path / "ablation.csv").write_text(old)
+    with pytest.raises(ValueError, match=r"ablation\.csv: no column 'model', 'size'") as err:
+        read_findings(tmp_path)
+    assert "rerun the chapter 'ablation'" in str(err.value)
+
+
+def test_the_verdict_is_shown_with_its_scope() -> None:
+    f = _finding(verdict="contradicted")
+    assert f.scope == "digits, quick CI parameters"
+    assert f.verdict_text == "contradicted on digits, quick CI parameters"
+    g = _finding(model="official CIFAR-10 error profile (a (nested) file)", size="K=10, custom")
+    assert g.verdict_text == "mixed on official CIFAR-10 error profile"
+
+
+def test_describe_testbed_names_the_testbed_and_its_checkpoint() -> None:
+    image = describe_testbed("digits")
+    assert image.startswith("digits (digits-unet: ") and "parameters)" in image
+    mixture = describe_testbed("mixture-2d", note="errors against the exact ODE")
+    assert mixture.startswith("mixture-2d (mixture-2d-mlp: ")
+    assert mixture.endswith(", errors against the exact ODE)")
+    with pytest.raises(ValueError, match="'cifar10' is neither a testbed"):
+        describe_testbed("cifar10")
+
+
+def test_params_label_tells_quick_full_and_custom() -> None:
+    assert params_label(ablation.Params(), "ablation") == QUICK_PARAMETERS
+    # where it runs is not what it computes
+    assert params_label(ablation.Params(device="cuda"), "ablation") == QUICK_PARAMETERS
+    full = yaml.safe_load((notebooks_dir() / "params" / "full" / "ablation.yaml").read_text())
+    assert params_label(ablation.Params(**full), "ablation") == "full parameter set"
+    assert params_label(ablation.Params(n_samples=17), "ablation") == CUSTOM_PARAMETERS
+    with pytest.raises(TypeError, match="Params instance"):
+        params_label(ablation.Params, "ablation")
+
+
+def test_size_text_joins_samples_seeds_steps_and_the_set() -> None:
+    text = size_text(
+        ablation.Params(n_samples=17), "ablation", samples=17, seeds=(0, 1), steps=[10, 5, 20]
+    )
+    assert text == "17 samples per arm × 2 seeds, K 5–20 (3 values), custom parameters"
+    assert size_text(ablation.Params(), "ablation", steps=[10], detail="exact CPE") == (
+        "K=10, exact CPE, quick CI parameters"
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,6 +225,39 @@ def test_claims_html_escapes_and_links(tmp_path: Path) -> None:
     page = claims_html(rows, tmp_path)
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and '<a href="ablation.html">' in page
     assert page.count("<tr>") >= len(CLAIMS)
+
+
+def test_claims_html_shows_where_each_verdict_was_measured(tmp_path: Path) -> None:
+    fs = [
+        _finding(verdict="contradicted"),
+        _finding(
+            "ablation",
+            verdict="supported",
+            model="mixture-2d (mixture-2d-mlp <MLP>, 74.9K parameters)",
+            size="24 samples per arm × 3 seeds, K=4, full parameter set",
+        ),
+    ]
+    rows = claim_rows(fs, {"zero-mean": {"verdict": "supported", "contradicted": 0, "tests": 3}})
+    page = claims_html(rows, tmp_path)
+    assert "<th>measured on</th>" in page
+    # the measured-on cell: the model (escaped) and the size
+    assert f"<td>{MODEL}<br><small>{SIZE}</small></td>" in page
+    assert "mixture-2d-mlp &lt;MLP&gt;" in page
+    # the badge carries the scope; the verdict alone is never the badge's whole text
+    assert ">contradicted on digits, quick CI parameters</td>" in page
+    red = VERDICT_COLOURS["contradicted"]
+    assert f'background:{red};color:white;font-weight:bold">contradicted on digits' in page
+    assert ">supported on mixture-2d, full parameter set</td>" in page
+    assert ">contradicted</td>" not in page and ">supported</td>" not in page
+    # the overall verdict names every model and parameter set behind it
+    assert (
+        "overall: mixed on digits and mixture-2d, quick CI parameters / full parameter set" in page
+    )
+    # an audit line is marked as such, and the badge's colour is still keyed by the verdict
+    assert ">supported (audit)</td>" in page
+    assert "overall: supported (audit verdicts)" in page
+    s = page_summary(rows)
+    assert s.n_findings == 2 and s.counts["n_mixed"] == 1
 
 
 def test_claims_page_refuses_missing_inputs(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from vrg_analysis.data import load_digits_split
 from vrg_analysis.evaluation.features import (
     DEFAULT_MODEL_DIR,
     DEFAULT_REFERENCE_DIR,
-    DigitsClassifier,
+    DomainClassifier,
     ReferenceStatistics,
     TorchmetricsFeatureWrapper,
     classifier_accuracy,
@@ -25,12 +25,12 @@ from vrg_analysis.evaluation.features import (
     domain_fid,
     extract_features,
     inception_fid,
-    load_digits_classifier,
+    load_domain_classifier,
     reference_statistics,
 )
 from vrg_analysis.evaluation.metrics import frechet_distance, gaussian_moments
 from vrg_analysis.io import sha256_file
-from vrg_analysis.training.classifier import ClassifierConfig, train_digits_classifier
+from vrg_analysis.training.classifier import ClassifierConfig, train_domain_classifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,8 +41,8 @@ def split():
 
 
 @pytest.fixture(scope="module")
-def model() -> DigitsClassifier:
-    return load_digits_classifier()
+def model() -> DomainClassifier:
+    return load_domain_classifier("digits")
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +71,20 @@ def test_shipped_classifier_accuracy(model, split) -> None:
 def test_training_is_deterministic_and_round_trips(tmp_path: Path, split) -> None:
     cfg = ClassifierConfig(width=8, num_features=16, steps=25, batch_size=32)
     state = torch.get_rng_state()
-    m1, card1 = train_digits_classifier(seed=3, out_dir=tmp_path / "a", config=cfg, split=split)
+    m1, card1 = train_domain_classifier(
+        "digits", seed=3, out_dir=tmp_path / "a", config=cfg, split=split
+    )
     assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
-    _, card2 = train_digits_classifier(seed=3, out_dir=tmp_path / "b", config=cfg, split=split)
-    _, card3 = train_digits_classifier(seed=4, out_dir=None, config=cfg, split=split)
+    _, card2 = train_domain_classifier(
+        "digits", seed=3, out_dir=tmp_path / "b", config=cfg, split=split
+    )
+    _, card3 = train_domain_classifier("digits", seed=4, out_dir=None, config=cfg, split=split)
     assert card1["sha256"] == card2["sha256"]  # same seed: byte-identical weights file
     assert card3["final_loss"] != card1["final_loss"]
     for key in ("architecture", "config", "seed", "data", "held_out_accuracy", "wall_time_s"):
         assert key in card1
     assert card1["config"] == cfg.to_dict()
-    loaded = load_digits_classifier(tmp_path / "a")
+    loaded = load_domain_classifier("digits", tmp_path / "a")
     x = split.test_x[:20]
     assert torch.equal(loaded(x), m1.eval()(x))
     assert loaded.card == json.loads((tmp_path / "a" / "digits-classifier.json").read_text())
@@ -94,13 +98,13 @@ def test_tampered_weights_are_refused(tmp_path: Path) -> None:
     pt.write_bytes(bytes(data))
     card = json.loads((tmp_path / "digits-classifier.json").read_text())
     with pytest.raises(ValueError, match=card["sha256"]) as err:
-        load_digits_classifier(tmp_path)
+        load_domain_classifier("digits", tmp_path)
     assert sha256_file(pt) in str(err.value)
 
 
 def test_missing_card(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="card"):
-        load_digits_classifier(tmp_path)
+        load_domain_classifier("digits", tmp_path)
 
 
 def test_classifier_bad_input(model) -> None:
@@ -109,7 +113,7 @@ def test_classifier_bad_input(model) -> None:
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         extract_features(torch.full((2, 1, 8, 8), 16.0), model)  # raw 0..16 digits
     with pytest.raises(ValueError, match="num_features"):
-        DigitsClassifier(num_features=0)
+        DomainClassifier(num_features=0)
 
 
 def test_features_batch_and_order_invariant(model, split) -> None:
@@ -156,8 +160,30 @@ def test_reference_made_with_another_classifier(tmp_path: Path) -> None:
 
 
 def test_unknown_reference() -> None:
-    with pytest.raises(ValueError, match="known: \\['digits'\\]"):
+    with pytest.raises(ValueError, match="known: \\['digits', 'fashion-mnist'\\]"):
         reference_statistics("cifar10")
+    with pytest.raises(ValueError, match="cifar10"):
+        load_domain_classifier("cifar10")
+
+
+def test_a_classifier_card_for_another_image_size_is_refused(tmp_path: Path) -> None:
+    shutil.copytree(DEFAULT_MODEL_DIR, tmp_path, dirs_exist_ok=True)
+    card = json.loads((tmp_path / "digits-classifier.json").read_text())
+    card["architecture"]["image_size"] = 28
+    (tmp_path / "digits-classifier.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"digits-classifier.json: the classifier takes 28x28"):
+        load_domain_classifier("digits", tmp_path)
+
+
+def test_the_28x28_classifier_shapes_and_the_floor_at_a_sample_size() -> None:
+    net = DomainClassifier(width=4, num_features=8, image_size=28)
+    assert net.features(torch.zeros(3, 1, 28, 28)).shape == (3, 8)
+    with pytest.raises(ValueError, match=r"\[n, 1, 28, 28\]"):
+        net.features(torch.zeros(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="image_size"):
+        DomainClassifier(image_size=32)
+    stats = ReferenceStatistics("x", np.zeros(2), np.eye(2), 100, "a", "b", 1.5, (), {20: 4.0})
+    assert stats.floor_at(100) == 1.5 and stats.floor_at(20) == 4.0 and stats.floor_at(50) is None
 
 
 # ===================================================================== domain FID
@@ -179,8 +205,8 @@ def test_domain_fid_orders_sample_quality(model, ref, split) -> None:
 
 def test_domain_fid_refuses_other_extractor(tmp_path: Path, ref, split) -> None:
     cfg = ClassifierConfig(width=4, num_features=64, steps=2)
-    other, _ = train_digits_classifier(0, tmp_path, cfg, split)
-    other = load_digits_classifier(tmp_path)
+    other, _ = train_domain_classifier("digits", 0, tmp_path, cfg, split)
+    other = load_domain_classifier("digits", tmp_path)
     with pytest.raises(ValueError, match=ref.classifier_sha256):
         domain_fid(split.test_x, ref, other)
 
@@ -242,8 +268,8 @@ def test_matches_torchmetrics_uint8(model, split) -> None:
     assert _torchmetrics_fid(model, real, fake, normalize=False) == pytest.approx(ours, rel=1e-10)
 
 
-def _no_card(model: DigitsClassifier) -> DigitsClassifier:
-    clone = DigitsClassifier(model.width, model.num_features)
+def _no_card(model: DomainClassifier) -> DomainClassifier:
+    clone = DomainClassifier(model.width, model.num_features)
     clone.load_state_dict(model.state_dict())
     return clone.eval()
 
@@ -302,3 +328,55 @@ def test_inception_fid_without_torch_fidelity(tmp_path: Path) -> None:
     x = torch.zeros(4, 1, 8, 8)
     with pytest.raises(ImportError, match="torch-fidelity"):
         inception_fid(x, x, weights)
+
+
+def test_floors_at_smaller_sample_sizes_round_trip_and_are_larger(model, tmp_path: Path) -> None:
+    fresh = compute_reference_statistics(
+        model, out_dir=tmp_path, name="digits", floor_draws=3, floor_sizes=(100, 200)
+    )
+    loaded = reference_statistics("digits", directory=tmp_path)
+    assert loaded.floor_at(100) == pytest.approx(fresh.floor_by_n[100])
+    assert loaded.floor_at(450) == pytest.approx(fresh.floor)
+    # FID is biased upwards at small n: the floor falls as the sample grows
+    assert loaded.floor_at(100) > loaded.floor_at(200) > loaded.floor
+
+
+def test_accuracy_is_computed_in_bounded_batches(model, split) -> None:
+    x, y = split.test_x[:100], split.test_y[:100]
+    assert classifier_accuracy(model, x, y, batch_size=7) == classifier_accuracy(model, x, y)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    from vrg_analysis.data import load_fashion_mnist_split
+
+    try:
+        return load_fashion_mnist_split(seed=0)
+    except FileNotFoundError as exc:  # CI installs it (make data); say how elsewhere
+        pytest.skip(str(exc))
+
+
+def test_shipped_fashion_classifier_meets_its_goal_and_its_card(fashion) -> None:
+    net = load_domain_classifier("fashion-mnist")
+    card = net.card
+    assert net.image_size == 28 and card["data"]["split_sha256"] == fashion.sha256
+    acc = classifier_accuracy(net, fashion.test_x, fashion.test_y)
+    assert acc == pytest.approx(card["held_out_accuracy"], abs=1e-12)
+    assert acc >= 0.92  # the goal
+    assert card["sha256"] == sha256_file(DEFAULT_MODEL_DIR / "fashion-classifier.pt")
+
+
+def test_shipped_fashion_reference_statistics_and_floors(fashion) -> None:
+    ref = reference_statistics("fashion-mnist")
+    net = load_domain_classifier("fashion-mnist")
+    assert ref.n == 10_000 and ref.split_sha256 == fashion.sha256
+    assert ref.classifier_sha256 == net.card["sha256"]
+    # the floors fall as the sample grows (FID's upward bias at small n), all stored sizes
+    sizes = [500, 1000, 2000, 5000]
+    floors = [ref.floor_at(n) for n in sizes] + [ref.floor]
+    assert all(a > b > 0 for a, b in zip(floors, floors[1:], strict=False))
+    # 1,000 real training images scored as samples sit near the floor; noise is far above it
+    real = domain_fid(fashion.train_x[:1000], ref, net)
+    assert real < 2 * ref.floor_at(1000)
+    noise = torch.rand(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert domain_fid(noise, ref, net) > 20 * ref.floor_at(1000)

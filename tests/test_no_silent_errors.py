@@ -278,7 +278,9 @@ def _writers(tmp_path: Path) -> dict[str, tuple[Path, object]]:
 
     traj = time_quadratic(SCHED, 6)
     profile = ErrorProfile(np.linspace(0.999, 0.01, 5), np.linspace(0.01, 0.5, 5))
-    finding = Finding("few-steps", "quality_vs_steps", "measured", 1.0, 0.5, 1.5, "supported")
+    finding = Finding(
+        "few-steps", "quality_vs_steps", "measured", 1.0, 0.5, 1.5, "supported", model="m", size="s"
+    )
     row = AuditResult("zero-mean", "t", "all", 1.0, 0.5, 0.1, "d", 0.1, "inconclusive", 10)
     fig = Figure()
     fig.add_subplot().plot([0, 1])

@@ -246,6 +246,24 @@ def test_cli_train_reproduces_library(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (tmp_path / "cli" / "mixture-2d-mlp.pt").read_bytes() != before
 
 
+def test_cli_trains_a_domain_classifier_and_its_reference_statistics(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vrg_analysis.evaluation.features import load_domain_classifier, reference_statistics
+
+    args = ["train", "digits-classifier", "--out-dir", str(tmp_path / "m"), "--steps", "30"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    loaded = load_domain_classifier("digits", tmp_path / "m")
+    assert loaded.card["sha256"] in out and loaded.card["config"]["steps"] == 30
+    # the statistics go beside the classifier (not into the shipped folder) and verify against it
+    stats = reference_statistics("digits", directory=tmp_path / "m", model_dir=tmp_path / "m")
+    assert stats.classifier_sha256 == loaded.card["sha256"] and stats.floor > 0
+    assert f"FID floor {stats.floor:.4f} at n = 450" in out
+    assert main(args) == 2  # the checkpoint exists: refused without --force
+    assert "pass --force" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------- shipped checkpoints
 SHIPPED = [n for n in shipped_checkpoints() if n in RECIPES]
 

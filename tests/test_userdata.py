@@ -173,3 +173,46 @@ def test_bad_inputs(tmp_path: Path, make, kwargs: dict, exc: type, match: str) -
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_user_data(tmp_path / "nothing.npz")
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    """Write ``arr`` (uint8) in the IDX format, gzip-compressed when ``path`` ends in .gz."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as fh:
+            fh.write(data)
+    else:
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("name", ["train-images-idx3-ubyte.gz", "imgs-idx3-ubyte", "my.idx"])
+def test_idx_images_are_read_like_the_fashion_mnist_files(tmp_path: Path, name: str) -> None:
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    _write_idx(tmp_path / name, arr)
+    x = load_user_data(tmp_path / name, expected_shape=(1, 28, 28))
+    assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32
+    np.testing.assert_allclose(x.numpy()[:, 0], arr / 127.5 - 1.0, atol=1e-6)
+
+
+def test_idx_labels_file_and_truncated_idx_are_refused_naming_the_file(tmp_path: Path) -> None:
+    _write_idx(tmp_path / "labels-idx1-ubyte", np.arange(10, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"labels-idx1-ubyte.*labels file"):
+        load_user_data(tmp_path / "labels-idx1-ubyte")
+    bad = tmp_path / "cut-idx3-ubyte"
+    _write_idx(bad, np.zeros((4, 6, 6), dtype=np.uint8))
+    bad.write_bytes(bad.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"cut-idx3-ubyte: IDX payload has 139 bytes"):
+        load_user_data(bad)
+
+
+def test_the_shipped_fashion_mnist_test_images_load_when_installed() -> None:
+    path = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+    if not path.is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make data)")
+    x = load_user_data(path, expected_shape=(1, 28, 28))
+    assert x.shape == (10_000, 1, 28, 28)
+    assert float(x.min()) == -1.0 and float(x.max()) == 1.0

@@ -5,6 +5,7 @@
     vrg-analysis optimize --profile P --trajectory T [--gamma 0.01] [--reg-lambda 100]
                           [--method exact|mlp_sgd] [--keep-start] --out vrg.json
     vrg-analysis train digits-unet [--out-dir DIR] [--steps N] [--device auto|cpu|cuda]
+    vrg-analysis study CHAPTER [--params full] [--out-dir DIR]
     vrg-analysis audit --model mixture-2d|digits|FOLDER [--data D] [--device cuda] --out DIR
                        [--quick]
 
@@ -24,6 +25,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from vrg_analysis.audit import format_summary, run_audit
 from vrg_analysis.core.cpe import cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile, read_official_profile
@@ -31,7 +34,9 @@ from vrg_analysis.core.schedules import SCHEDULE_NAMES, NoiseSchedule
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline, read_official_trajectory
 from vrg_analysis.io import atomic_write_text
 from vrg_analysis.models.checkpoints import MODELS_DIR
-from vrg_analysis.training import RECIPES, train
+from vrg_analysis.resources import reference_dir
+from vrg_analysis.studies.artifacts import params_from_set, run_study
+from vrg_analysis.training import CLASSIFIERS, RECIPES, train, train_classifier
 from vrg_analysis.vrg.optimize import METHODS, optimize_trajectory
 
 __all__ = [
@@ -42,6 +47,9 @@ __all__ = [
     "check_output_dir",
     "CommandError",
 ]
+
+
+REFERENCE_DIR = reference_dir()
 
 
 class CommandError(ValueError):
@@ -278,7 +286,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: vrg-analysis train digits-unet --out-dir /tmp/models --steps 100",
         formatter_class=fmt,
     )
-    tr.add_argument("name", help=f"the recipe, one of {', '.join(sorted(RECIPES))}")
+    tr.add_argument(
+        "name",
+        help=f"the recipe, one of {', '.join(sorted(RECIPES))}; or a domain classifier behind the "
+        f"domain FID, one of {', '.join(sorted(CLASSIFIERS))} (it also writes the data set's "
+        "held-out reference statistics and FID floors)",
+    )
     tr.add_argument(
         "--out-dir",
         type=Path,
@@ -302,6 +315,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="write a resumable training state every N steps (a killed run continues from it)",
     )
+    tr.add_argument(
+        "--reference-dir",
+        type=Path,
+        metavar="DIR",
+        help="for a classifier: where to write the reference statistics (default the shipped "
+        f"{REFERENCE_DIR} when --out-dir is the shipped models folder, else --out-dir)",
+    )
     tr.add_argument("--progress", action="store_true", help="show a progress bar")
     tr.add_argument(
         "--force",
@@ -310,6 +330,40 @@ def _parser() -> argparse.ArgumentParser:
         "shipped, hash-pinned model is never replaced by accident); without it, train into "
         "another --out-dir and compare the printed sha256 with the shipped card's",
     )
+
+    st = sub.add_parser(
+        "study",
+        help="run a chapter at a named parameter set and commit its result to data/results",
+        description="Run a chapter (e.g. model_quality, quality_vs_steps) with a parameter set "
+        "(notebooks/params/<set>/<chapter>.yaml; 'quick' is the chapter's defaults), time it and "
+        "write a versioned result (parameters, code version, input hashes, machine, wall time) "
+        "into data/results/<chapter>/, which the book shows when it matches and is current.",
+        epilog="example: vrg-analysis study model_quality --params full",
+        formatter_class=fmt,
+    )
+    st.add_argument("chapter", help="the chapter's name (its notebook's, or model_quality)")
+    st.add_argument(
+        "--params",
+        default="full",
+        metavar="SET",
+        help="the parameter set: quick, full, gpu, or another folder of notebooks/params "
+        "(default full)",
+    )
+    st.add_argument(
+        "--out-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write the result (default the committed data/results)",
+    )
+    st.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parameter of the set (VALUE is read as YAML: --set n=2000, "
+        "--set 'steps=[5, 10]'); repeatable. The result is keyed by the final parameters",
+    )
+    st.add_argument("--progress", action="store_true", help="show progress where the chapter can")
 
     au = sub.add_parser(
         "audit",
@@ -346,6 +400,20 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=_nonneg_int, default=0, help="seed of every random draw, >= 0 (default 0)"
     )
     return ap
+
+
+def _overrides(items: Sequence[str]) -> dict[str, object]:
+    """``--set NAME=VALUE`` options as a mapping (each VALUE read as YAML)."""
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--set {item!r}: expected NAME=VALUE, e.g. --set n=2000")
+        try:
+            out[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CommandError(f"--set {item!r}: the value is not YAML ({exc})") from exc
+    return out
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -396,6 +464,28 @@ def _run(args: argparse.Namespace) -> None:
                 f"{target} exists (a shipped or earlier checkpoint); pass --force to replace "
                 "it, or --out-dir DIR to reproduce it elsewhere and compare sha256"
             )
+        if args.name in CLASSIFIERS:
+            ref_dir = args.reference_dir
+            if ref_dir is None:
+                shipped = out_dir.resolve() == Path(MODELS_DIR).resolve()
+                ref_dir = REFERENCE_DIR if shipped else out_dir
+            ref_dir = check_output_dir(ref_dir, "--reference-dir")
+            card, stats = train_classifier(
+                args.name,
+                out_dir,
+                ref_dir,
+                steps=args.steps,
+                threads=args.threads,
+                progress=args.progress,
+            )
+            print(
+                f"{args.name}: held-out accuracy {card['held_out_accuracy']:.4f} after "
+                f"{card['config']['steps']} steps in {card['wall_time_s']:.1f}s; FID floor "
+                f"{stats.floor:.4f} at n = {stats.n}\n"
+                f"wrote {out_dir / card['weights_file']} (sha256 {card['sha256']}) and the "
+                f"reference statistics in {ref_dir}"
+            )
+            return
         r = train(
             args.name,
             out_dir,
@@ -410,6 +500,11 @@ def _run(args: argparse.Namespace) -> None:
             f"{r.final_loss:.5f}, held-out loss {r.held_out_loss:.5f}\n"
             f"wrote {r.weights_path} (sha256 {r.sha256}) and {r.card_path}"
         )
+    elif args.command == "study":
+        out_dir = check_output_dir(args.out_dir, "--out-dir") if args.out_dir else None
+        params = params_from_set(args.chapter, args.params, _overrides(args.set))
+        path = run_study(args.chapter, params, args.params, out_dir, progress=args.progress)
+        print(f"wrote {path}")
     else:  # audit
         out = check_output_dir(args.out)
         run = run_audit(

@@ -13,7 +13,6 @@ seed fixes a permutation of each part, so a prefix of ``n`` rows is a seeded ran
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from vrg_analysis.io import sha256_array
+from vrg_analysis.io import read_idx, sha256_array
 
 __all__ = [
     "ImageSplit",
@@ -111,37 +110,6 @@ _INSTALL_HINT = (
     "`sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist` (or `make data`), "
     "or point $VRG_FASHION_MNIST_DIR at a folder with the four IDX files"
 )
-
-
-def read_idx(path: str | Path) -> NDArray[np.uint8]:
-    """Read an IDX file (LeCun's MNIST format; gzip-compressed when the name ends in ``.gz``).
-
-    Only unsigned-byte data (type code 0x08) is accepted; the magic number, the dimension count
-    and the payload length are checked, and a mismatch names the file.
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read the IDX file ({exc})") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise ValueError(f"{path}: IDX type code 0x{raw[2]:02x} is not unsigned bytes (0x08)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim < 1 or len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    size = int(np.prod(shape))
-    if len(raw) - header != size:
-        raise ValueError(
-            f"{path}: IDX payload has {len(raw) - header} bytes, the header's shape {shape} "
-            f"needs {size}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def fashion_mnist_dir() -> Path:

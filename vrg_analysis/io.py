@@ -6,11 +6,13 @@ interrupted run never leaves a half-written file (the design page, conventions).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
 import os
 import platform
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ __all__ = [
     "sha256_file",
     "sha256_array",
     "load_verified_state_dict",
+    "read_idx",
     "read_json_object",
     "provenance",
     "read_official_columns",
@@ -273,6 +276,39 @@ def read_official_trajectory_values(
 #: Image file suffixes :func:`load_user_data` reads from a folder (case-insensitive).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 _ARRAY_SUFFIXES = (".npz", ".npy")
+#: an IDX file (LeCun's MNIST format) by its usual names: ``*-idx3-ubyte[.gz]``, ``*.idx[.gz]``
+_IDX_NAME = re.compile(r"(idx\d-ubyte|\.idx)(\.gz)?$", re.IGNORECASE)
+
+
+def read_idx(path: str | Path) -> NDArray[np.uint8]:
+    """Read an IDX file (LeCun's MNIST format; gzip-compressed when the name ends in ``.gz``).
+
+    Only unsigned-byte data (type code 0x08) is accepted; the magic number, the dimension count
+    and the payload length are checked, and a mismatch names the file.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read the IDX file ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: IDX type code 0x{raw[2]:02x} is not unsigned bytes (0x08)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim < 1 or len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    size = int(np.prod(shape))
+    if len(raw) - header != size:
+        raise ValueError(
+            f"{path}: IDX payload has {len(raw) - header} bytes, the header's shape {shape} "
+            f"needs {size}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _check_value_range(value_range: object) -> tuple[float, float]:
@@ -376,11 +412,14 @@ def load_user_data(
 ) -> torch.Tensor:
     """A user's data set for profiling (Algorithm 1) as a float32 ``[n, C, H, W]`` tensor.
 
-    ``path`` is an ``.npz`` file (the array under key ``x``, or its only array), an ``.npy``
-    file, or a folder of PNG / JPEG images (grayscale or RGB, all the same size, read in sorted
-    file-name order). Arrays are ``[n, C, H, W]``, ``[n, H, W]`` (one channel) or channels-last
-    ``[n, H, W, C]``, recognised when ``expected_shape`` says so or, without it, when the last
-    axis has 1, 3 or 4 entries and the second does not.
+    ``path`` is an ``.npz`` file (the array under key ``x``, or its only array), an ``.npy`` file,
+    an IDX images file (``*-idx3-ubyte`` or ``*.idx``, gzip-compressed when it ends in ``.gz``: the
+    format Fashion-MNIST and MNIST ship in, e.g. Debian's
+    ``/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz``), or a folder of PNG / JPEG
+    images (grayscale or RGB, all the same size, read in sorted file-name order). Arrays are
+    ``[n, C, H, W]``, ``[n, H, W]`` (one channel) or channels-last ``[n, H, W, C]``, recognised when
+    ``expected_shape`` says so or, without it, when the last axis has 1, 3 or 4 entries and the
+    second does not.
 
     ``uint8`` data (all images) is mapped linearly from ``[0, 255]`` onto ``value_range``
     (``[-1, 1]`` by default, the DDPM convention). Floating-point (or other integer) data must
@@ -398,11 +437,20 @@ def load_user_data(
     if p.is_dir():
         arr: NDArray = _read_image_folder(p)
     elif p.is_file():
-        if p.suffix.lower() not in _ARRAY_SUFFIXES:
+        if _IDX_NAME.search(p.name):
+            arr = read_idx(p)
+            if arr.ndim < 3:
+                raise ValueError(
+                    f"{p}: an IDX file of shape {arr.shape} holds no images (a labels file?); "
+                    "give the images file (e.g. train-images-idx3-ubyte.gz)"
+                )
+        elif p.suffix.lower() in _ARRAY_SUFFIXES:
+            arr = _read_array_file(p)
+        else:
             raise ValueError(
-                f"unsupported data file {str(p)!r}; expected .npz, .npy or a folder of images"
+                f"unsupported data file {str(p)!r}; expected .npz, .npy, an IDX images file "
+                "(*-idx3-ubyte[.gz], as Fashion-MNIST and MNIST ship) or a folder of images"
             )
-        arr = _read_array_file(p)
     else:
         raise FileNotFoundError(f"user data {str(p)!r} does not exist")
 

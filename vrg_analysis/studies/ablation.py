@@ -68,7 +68,7 @@ from vrg_analysis.evaluation.stats import (
 from vrg_analysis.params import as_bool, as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
 from vrg_analysis.samplers import SAMPLERS
-from vrg_analysis.studies.claims import Finding
+from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
 from vrg_analysis.studies.engine import (
     METRIC_DIRECTION,
     ComparisonConfig,
@@ -1060,5 +1060,17 @@ def findings(result: Result) -> list[Finding]:
             ci_high=float(best.dset_hi),
             verdict=c.verdict,  # type: ignore[arg-type]
             seeds=", ".join(str(s) for s in p.seeds),
+            model=describe_testbed(p.testbed),
+            size=size_text(
+                p,
+                CHAPTER,
+                samples=p.n_samples,
+                seeds=p.seeds,
+                steps=[p.num_steps],
+                detail=(
+                    f"{p.sampler}, {len(p.baselines)} baseline(s) × {len(p.gammas)} gammas × "
+                    f"{len(p.reg_lambdas)} lambdas"
+                ),
+            ),
         )
     ]

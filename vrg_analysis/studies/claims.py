@@ -5,27 +5,46 @@ scripts; FID on 50K samples, torch-fidelity). Each study notebook measures some 
 project's models and writes :class:`Finding` rows (``write_findings``) into a folder that the
 claims page reads back (``read_findings``): one CSV per chapter, named after the chapter, so a
 rerun of one chapter replaces only its own rows.
+
+Every finding names its scope: the ``model`` its evidence was measured on (:func:`describe_testbed`
+describes a testbed from its model card) and the ``size`` of that evidence (samples per arm x
+seeds, the step counts, and whether the parameters were the CI quick set, a named full-size set or
+custom ones: :func:`params_label`). The page shows both beside the finding, and a verdict is shown
+with its scope ("contradicted on digits, quick CI parameters"), never bare.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from vrg_analysis.evaluation.stats import AGGREGATES, Aggregate, aggregate
 from vrg_analysis.io import atomic_write_text
+from vrg_analysis.models.checkpoints import load_card
 from vrg_analysis.report.theme import VERDICT_COLOURS
+from vrg_analysis.resources import notebooks_dir
+from vrg_analysis.testbeds import IMAGE_TESTBEDS, MIXTURES
 
 __all__ = [
     "Claim",
     "CLAIMS",
     "Finding",
     "FINDING_VERDICTS",
+    "QUICK_PARAMETERS",
+    "CUSTOM_PARAMETERS",
+    "describe_testbed",
+    "params_label",
+    "size_text",
     "write_findings",
     "read_findings",
     "is_interval",
@@ -109,7 +128,10 @@ _CLAIM_IDS = {c.id for c in CLAIMS}
 @dataclass(frozen=True)
 class Finding:
     """What a chapter measured on one claim: a sentence, a headline value with its interval
-    (``nan`` where there is none), the verdict, the seeds, and the chapter that shows it."""
+    (``nan`` where there is none), the verdict, the seeds, and the chapter that shows it, with its
+    scope: ``model``, the model(s) the evidence was measured on (e.g. :func:`describe_testbed`), and
+    ``size``, how much evidence (e.g. :func:`size_text`: samples per arm x seeds, the step counts,
+    the parameter set). Both are required keywords and may not be empty."""
 
     claim: str
     chapter: str
@@ -119,6 +141,8 @@ class Finding:
     ci_high: float
     verdict: FindingVerdict
     seeds: str = ""
+    model: str = field(kw_only=True)
+    size: str = field(kw_only=True)
 
     def __post_init__(self) -> None:
         if self.claim not in _CLAIM_IDS:
@@ -129,6 +153,199 @@ class Finding:
             )
         if not self.chapter or "/" in self.chapter:
             raise ValueError(f"chapter must be a notebook name, got {self.chapter!r}")
+        for name, what in _SCOPE_FIELDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(
+                    f"Finding field {name!r} must name {what}, got {value!r} (finding on "
+                    f"{self.claim!r} from chapter {self.chapter!r})"
+                )
+
+    @property
+    def scope(self) -> str:
+        """The short scope a verdict is shown with: the model's name(s) without the details in
+        parentheses, and the parameter set (``"digits, quick CI parameters"``)."""
+        return _scope(self.model, [self.size])
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict with its scope: ``"contradicted on digits, quick CI parameters"``."""
+        return f"{self.verdict} on {self.scope}"
+
+
+#: The scope fields and what each must name (for the error message).
+_SCOPE_FIELDS: dict[str, str] = {
+    "model": "the model(s) the evidence was measured on",
+    "size": "the size of the evidence (samples x seeds, step counts, parameter set)",
+}
+
+
+def _outside_parentheses(text: str) -> str:
+    """``text`` without its parenthesised parts (nested ones too), spaces tidied."""
+    depth, out = 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return re.sub(r"\s+", " ", "".join(out)).strip(" ,;:")
+
+
+_SET_RE = re.compile(r"\b(?:(quick) CI parameters|([\w.-]+) parameter set|(custom) parameters)\b")
+
+
+def _params_words(sizes: Iterable[str]) -> list[str]:
+    """The parameter-set labels (:func:`params_label`) the sizes carry, in order, once each."""
+    out: list[str] = []
+    for size in sizes:
+        for m in _SET_RE.finditer(size):
+            label = m.group(0)
+            if label not in out:
+                out.append(label)
+    return out
+
+
+def _scope(model: str | Iterable[str], sizes: Iterable[str]) -> str:
+    """``"<model names>, <parameter sets>"`` for one finding or several."""
+    models = [model] if isinstance(model, str) else list(model)
+    names: list[str] = []
+    for m in models:
+        short = _outside_parentheses(m) or m
+        if short not in names:
+            names.append(short)
+    text = " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
+    words = _params_words(sizes)
+    return f"{text}, {' / '.join(words)}" if words else text
+
+
+# ===================================================================== scope texts
+#: :func:`params_label` of a chapter's defaults (its notebook's ``parameters`` cell: CI-sized).
+QUICK_PARAMETERS = "quick CI parameters"
+#: :func:`params_label` of parameters that are neither the defaults nor a named parameter set.
+CUSTOM_PARAMETERS = "custom parameters"
+#: Parameters that choose where a run executes, not what it computes (left out of the match; the
+#: same rule as the committed results' parameter key).
+_EXECUTION_FIELDS = frozenset({"device"})
+
+
+def _count(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.3g}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.3g}K"
+    return str(n)
+
+
+def describe_testbed(name: str, data: str | Path | None = None, note: str = "") -> str:
+    """The model a testbed (:func:`~vrg_analysis.testbeds.make_testbed`'s name) runs, for a
+    finding's ``model``: the testbed's name first (what the verdict badge shows), then its shipped
+    checkpoint, the card's description and parameter count, e.g. ``"digits (digits-unet:
+    unconditional UNet on scikit-learn's 8x8 digits (training split), 411K parameters)"``. A
+    diffusers checkpoint folder is named with its ``data``. ``note`` is added inside the
+    parentheses (e.g. how the samples were scored)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"describe_testbed: a testbed name or checkpoint folder, got {name!r}")
+    if name in IMAGE_TESTBEDS or name in MIXTURES:
+        checkpoint = IMAGE_TESTBEDS[name][0] if name in IMAGE_TESTBEDS else MIXTURES[name][1]
+        card = load_card(checkpoint)
+        parts = [f"{checkpoint}: {card.get('description') or 'shipped checkpoint'}"]
+        if isinstance(card.get("num_parameters"), int):
+            parts.append(f"{_count(card['num_parameters'])} parameters")
+    elif Path(name).is_dir():
+        parts = [f"diffusers checkpoint {name}" + (f", data {data}" if data else "")]
+        name = Path(name).name or name
+    else:
+        known = sorted([*IMAGE_TESTBEDS, *MIXTURES])
+        raise ValueError(
+            f"describe_testbed: {name!r} is neither a testbed ({', '.join(known)}) nor a "
+            "checkpoint folder"
+        )
+    if note:
+        parts.append(note)
+    return f"{name} ({', '.join(parts)})"
+
+
+def _init_values(params: Any) -> dict[str, Any]:
+    return {
+        f.name: getattr(params, f.name)
+        for f in dataclasses.fields(params)
+        if f.init and f.name not in _EXECUTION_FIELDS
+    }
+
+
+def _built(cls: type, values: dict[str, Any], source: str) -> Any | None:
+    """``cls(**values)``, or ``None`` where the values are refused on this machine (a file they
+    name is absent, a device unavailable): such a set cannot be the one that ran."""
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ValueError(f"{source}: not parameters of {cls.__qualname__} ({err})") from err
+    except ValueError:
+        return None
+
+
+def params_label(params: Any, chapter: str) -> str:
+    """Which parameter set ``params`` (a chapter's ``Params`` dataclass) is:
+    :data:`QUICK_PARAMETERS` for the defaults (the CI quick set), ``"<name> parameter set"`` for a
+    set of ``notebooks/params/<name>/<chapter>.yaml`` (``"full parameter set"``), else
+    :data:`CUSTOM_PARAMETERS`. The execution device is left out of the match."""
+    if not dataclasses.is_dataclass(params) or isinstance(params, type):
+        raise TypeError(f"params_label: a chapter's Params instance, got {type(params).__name__}")
+    cls, mine = type(params), _init_values(params)
+    default = _built(cls, {}, f"{cls.__module__}.{cls.__qualname__}()")
+    if default is not None and _init_values(default) == mine:
+        return QUICK_PARAMETERS
+    folder = notebooks_dir() / "params"
+    sets = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    for set_dir in sets:
+        path = set_dir / f"{chapter}.yaml"
+        if set_dir.name == "quick" or not path.is_file():
+            continue
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of parameters")
+        other = _built(cls, values, str(path))
+        if other is not None and _init_values(other) == mine:
+            return f"{set_dir.name} parameter set"
+    return CUSTOM_PARAMETERS
+
+
+def _steps_text(steps: Iterable[int]) -> str:
+    ks = sorted(set(int(k) for k in steps))
+    if not ks:
+        raise ValueError("size_text: no step counts")
+    return f"K={ks[0]}" if len(ks) == 1 else f"K {ks[0]}–{ks[-1]} ({len(ks)} values)"
+
+
+def size_text(
+    params: Any,
+    chapter: str,
+    *,
+    samples: int | None = None,
+    seeds: Sequence[int] | None = None,
+    steps: Iterable[int] | None = None,
+    detail: str = "",
+) -> str:
+    """A finding's ``size``: ``"<samples> samples per arm × <n> seeds, K <lo>–<hi>, <detail>,
+    <parameter set>"`` (:func:`params_label`), each part only where given, e.g. ``"200 samples
+    per arm × 3 seeds, K 5–10 (2 values), quick CI parameters"``."""
+    parts = []
+    if samples is not None:
+        part = f"{int(samples)} samples per arm"
+        if seeds is not None:
+            n = len(seeds)
+            part += f" × {n} seed{'s' if n != 1 else ''}"
+        parts.append(part)
+    elif seeds is not None:
+        parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
+    if steps is not None:
+        parts.append(_steps_text(steps))
+    if detail:
+        parts.append(detail)
+    parts.append(params_label(params, chapter))
+    return ", ".join(parts)
 
 
 def write_findings(findings: Iterable[Finding], folder: str | Path, chapter: str) -> Path:
@@ -148,12 +365,26 @@ def write_findings(findings: Iterable[Finding], folder: str | Path, chapter: str
     return atomic_write_text(out / f"{chapter}.csv", buf.getvalue())
 
 
+#: The columns a findings CSV must have (``seeds`` may be absent: then empty).
+_REQUIRED_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Finding) if f.name != "seeds")
+
+
 def read_findings(folder: str | Path) -> list[Finding]:
-    """Every finding in ``folder/*.csv``; a malformed row raises ``ValueError`` naming the file."""
+    """Every finding in ``folder/*.csv``; a file without a column (one written before findings
+    named their scope lacks ``model`` and ``size``) or a malformed row raises ``ValueError``
+    naming the file."""
     out: list[Finding] = []
     for path in sorted(Path(folder).glob("*.csv")):
         with path.open(newline="") as fh:
-            for i, row in enumerate(csv.DictReader(fh), start=2):
+            reader = csv.DictReader(fh)
+            missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(
+                    f"{path}: no column {', '.join(repr(c) for c in missing)} (a findings file "
+                    "needs the columns " + ", ".join(_REQUIRED_COLUMNS) + "); an old file: rerun "
+                    f"the chapter {path.stem!r} to write it again"
+                )
+            for i, row in enumerate(reader, start=2):
                 try:
                     out.append(
                         Finding(
@@ -164,7 +395,9 @@ def read_findings(folder: str | Path) -> list[Finding]:
                             ci_low=float(row["ci_low"]),
                             ci_high=float(row["ci_high"]),
                             verdict=row["verdict"],  # type: ignore[arg-type]
-                            seeds=row.get("seeds", ""),
+                            seeds=row.get("seeds") or "",
+                            model=row["model"],
+                            size=row["size"],
                         )
                     )
                 except (KeyError, TypeError, ValueError) as err:
@@ -251,7 +484,9 @@ def _value_text(f: Finding) -> str:
 
 def claims_html(rows: Iterable[ClaimRow], book_dir: str | Path) -> str:
     """The claims table as HTML: each claim with its published numbers and every finding on it
-    (value with its interval, seeds, chapter link, verdict badge)."""
+    (what it measured on, the value with its interval, seeds, chapter link, verdict badge). A
+    badge is coloured by the verdict and says where it holds ("contradicted on digits, quick CI
+    parameters"); the overall verdict names the models and parameter sets of its findings."""
     folder = Path(book_dir)
 
     def link(chapter: str) -> str:
@@ -259,24 +494,28 @@ def claims_html(rows: Iterable[ClaimRow], book_dir: str | Path) -> str:
             return f'<a href="{chapter}.html">{html.escape(chapter)}</a>'
         return html.escape(chapter)
 
-    def badge(verdict: str) -> str:
+    def badge(verdict: str, text: str) -> str:
         c = VERDICT_COLOURS.get(verdict, "#ffffff")
-        return (
-            f'<td style="background:{c};color:white;font-weight:bold">{html.escape(verdict)}</td>'
-        )
+        return f'<td style="background:{c};color:white;font-weight:bold">{html.escape(text)}</td>'
+
+    def measured_on(f: Finding) -> str:
+        return f"{html.escape(f.model)}<br><small>{html.escape(f.size)}</small>"
 
     parts = [
         '<table class="claims"><thead><tr><th>claim</th><th>published</th><th>our finding</th>'
-        "<th>value [95% CI]</th><th>seeds</th><th>chapter</th><th>verdict</th></tr></thead><tbody>"
+        "<th>measured on</th><th>value [95% CI]</th><th>seeds</th><th>chapter</th><th>verdict</th>"
+        "</tr></thead><tbody>"
     ]
     for r in rows:
         items = [
             (
                 html.escape(f.finding),
+                measured_on(f),
                 _value_text(f),
                 html.escape(f.seeds),
                 link(f.chapter),
                 f.verdict,
+                f.verdict_text,
             )
             for f in r.findings
         ]
@@ -284,26 +523,36 @@ def claims_html(rows: Iterable[ClaimRow], book_dir: str | Path) -> str:
             (
                 f"audit <b>{html.escape(a.audit)}</b>: {html.escape(a.verdict)} "
                 f"({a.contradicted} of {a.tests} tests contradicted)",
+                "the audited models: see the audit scorecard",
                 "",
                 "",
                 link("scorecard"),
                 a.verdict,
+                f"{a.verdict} (audit)",
             )
             for a in r.audits
         ]
         if not items:
-            items = [("not measured in this build", "", "", "", "not measured")]
-        for i, (text, value, seeds, chapter, verdict) in enumerate(items):
+            items = [("not measured in this build", "", "", "", "", "not measured", "not measured")]
+        overall = r.verdict
+        if r.audits:  # the verdict is the audits' (claim_rows), not the findings'
+            overall += " (audit verdicts)"
+        elif r.findings:
+            overall += " on " + _scope([f.model for f in r.findings], [f.size for f in r.findings])
+        for i, (text, where, value, seeds, chapter, verdict, shown) in enumerate(items):
             parts.append("<tr>")
             if i == 0:
                 c = VERDICT_COLOURS.get(r.verdict, "#ffffff")
                 parts.append(
                     f'<td rowspan="{len(items)}" style="border-left:6px solid {c}">'
-                    f"<b>{html.escape(r.claim.statement)}</b><br><i>overall: {r.verdict}</i></td>"
+                    f"<b>{html.escape(r.claim.statement)}</b><br><i>overall: "
+                    f"{html.escape(overall)}</i></td>"
                     f'<td rowspan="{len(items)}">{html.escape(r.claim.published)}</td>'
                 )
-            parts.append(f"<td>{text}</td><td>{value}</td><td>{seeds}</td><td>{chapter}</td>")
-            parts.append(badge(verdict) + "</tr>")
+            parts.append(
+                f"<td>{text}</td><td>{where}</td><td>{value}</td><td>{seeds}</td><td>{chapter}</td>"
+            )
+            parts.append(badge(verdict, shown) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
 

@@ -43,7 +43,7 @@ from vrg_analysis.core.trajectories import Trajectory, baseline, read_official_t
 from vrg_analysis.params import as_float, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
 from vrg_analysis.resources import official_reference_dir
-from vrg_analysis.studies.claims import Finding
+from vrg_analysis.studies.claims import Finding, size_text
 from vrg_analysis.vrg.optimize import MLPSGDConfig, OptimizationResult, optimize_trajectory
 
 __all__ = [
@@ -431,5 +431,17 @@ def findings(result: Result) -> list[Finding]:
             ci_low=float("nan"),
             ci_high=float("nan"),
             verdict=_cpe_verdict(u),  # type: ignore[arg-type]
+            model=(
+                f"official CIFAR-10 error profile ({PROFILE_FILE}, the VRG authors' published file)"
+            ),
+            size=size_text(
+                p,
+                CHAPTER,
+                steps=[u.initial.K],
+                detail=(
+                    f"exact CPE of one trajectory (time-uniform, {len(result.profile.alpha_bar)} "
+                    "profiled levels), no sampling"
+                ),
+            ),
         )
     ]

@@ -64,7 +64,7 @@ from vrg_analysis.report import colour, panel_size, styled
 from vrg_analysis.report.theme import PAGE_WIDTH
 from vrg_analysis.resources import official_reference_dir
 from vrg_analysis.samplers import initial_noise, sample
-from vrg_analysis.studies.claims import Finding
+from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
 from vrg_analysis.studies.engine import (
     ComparisonConfig,
     ComparisonResult,
@@ -1061,5 +1061,20 @@ def findings(result: Result) -> list[Finding]:
             ci_high=math.nan,
             verdict=cheap_verdict(exact_wall, result.batch_seconds, p.n_seeds),  # type: ignore[arg-type]
             seeds=str(p.seed),
+            model=describe_testbed(
+                p.testbed,
+                note=f"profiled by Algorithm 1 on {p.n_train} training rows, timestep stride "
+                f"{p.profile_stride}",
+            ),
+            size=size_text(
+                p,
+                CHAPTER,
+                steps=[p.num_steps],
+                detail=(
+                    f"one timing each: a DDIM batch of {p.n_samples} samples, the exact solver "
+                    f"on {p.grid_size} levels, MLP + SGD {p.mlp_epochs} epochs (hidden "
+                    f"{p.mlp_hidden})"
+                ),
+            ),
         )
     ]

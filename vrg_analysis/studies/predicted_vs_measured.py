@@ -62,7 +62,7 @@ from vrg_analysis.evaluation.stats import (
 )
 from vrg_analysis.params import as_int, as_tuple, check_seeds
 from vrg_analysis.report import colour, panel_size, styled
-from vrg_analysis.studies.claims import Finding
+from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
 from vrg_analysis.studies.engine import (
     METRIC_DIRECTION,
     ComparisonConfig,
@@ -1054,6 +1054,23 @@ def summary(result: Result) -> Summary:
     )
 
 
+def _scope(result: Result, role: str) -> tuple[str, str]:
+    """A finding's ``model`` and ``size`` for one testbed (``"image"`` or ``"exact"``), from its
+    comparison's configuration (:meth:`Params.configs`)."""
+    p = result.params
+    cfg = p.configs()[role]
+    note = "errors against the exact ODE" if cfg.exact_reference else ""
+    size = size_text(
+        p,
+        CHAPTER,
+        samples=cfg.n_samples,
+        seeds=cfg.seeds,
+        steps=cfg.steps,
+        detail=f"{SAMPLER} × {len(cfg.baselines)} baseline(s)",
+    )
+    return describe_testbed(cfg.testbed, cfg.data, note=note), size
+
+
 def findings(result: Result) -> list[Finding]:
     """The chapter's findings on "cpe-predicts-error": per testbed and measured error, the
     aggregate (:func:`~vrg_analysis.evaluation.stats.aggregate`) of the per-configuration verdicts
@@ -1064,6 +1081,7 @@ def findings(result: Result) -> list[Finding]:
     for s in result.changes:
         if s["metric"] not in ERRORS:
             continue  # the claim is about the error of the generated sample
+        model, size = _scope(result, s["role"])
         out.append(
             Finding(
                 claim="cpe-predicts-error",
@@ -1081,6 +1099,8 @@ def findings(result: Result) -> list[Finding]:
                 ci_high=math.nan,
                 verdict=s["verdict"],
                 seeds=seeds,
+                model=model,
+                size=size,
             )
         )
     return out

@@ -54,7 +54,7 @@ from vrg_analysis.evaluation.stats import Aggregate, aggregate
 from vrg_analysis.params import as_choice, as_float, as_folder, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
 from vrg_analysis.resources import official_reference_dir
-from vrg_analysis.studies.claims import Finding
+from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
 from vrg_analysis.studies.profiling import algorithm1, profiled_timesteps, row_subset
 from vrg_analysis.testbeds import check_same_schedule, known_testbeds, make_testbed
 from vrg_analysis.vrg.objective import ratio_bounds
@@ -643,6 +643,40 @@ def _sweep_verdict(result: Result) -> Aggregate:
     return aggregate(result.sweep["verdict"])
 
 
+#: The official CIFAR-10 profile's file name in the official folder (``profile_path: official``).
+_OFFICIAL_PROFILE = "MSE_vs_alpha_bar_cifar10.txt"
+
+
+def _finding_model(p: Params) -> str:
+    """What the profile was measured on, for the finding's ``model``: the testbed (its own
+    profile), the official CIFAR-10 file, or the profile file the parameters name."""
+    if not p.profile_path:
+        return describe_testbed(p.model_name)
+    path = Path(p.profile_path)
+    official = official_reference_dir()
+    if official is not None and path.resolve() == (official / _OFFICIAL_PROFILE).resolve():
+        return f"official CIFAR-10 error profile ({path.name}, the VRG authors' published file)"
+    return f"error profile file {path.name} (profile_path {p.profile_path})"
+
+
+def _finding_size(result: Result) -> str:
+    """The evidence's size, for the finding's ``size``: the profile's rows and levels, the
+    baselines and step counts (exact CPE, no sampling) and the parameter set."""
+    p = result.params
+    levels = len(result.profile.alpha_bar)
+    profile = (
+        f"Algorithm 1 on {p.n_samples} training samples at {levels} levels (seed {p.seed})"
+        if not p.profile_path
+        else f"a profile of {levels} levels"
+    )
+    return size_text(
+        p,
+        CHAPTER,
+        steps=p.steps,
+        detail=f"{profile}; exact CPE of {len(p.baselines)} baselines, no sampling",
+    )
+
+
 def findings(result: Result) -> list[Finding]:
     """The chapter's finding for the claims page (the claim "VRG lowers CPE")."""
     s, p = result.sweep, result.params
@@ -662,5 +696,7 @@ def findings(result: Result) -> list[Finding]:
             ci_high=float("nan"),
             verdict=_sweep_verdict(result),
             seeds=str(p.seed),
+            model=_finding_model(p),
+            size=_finding_size(result),
         )
     ]

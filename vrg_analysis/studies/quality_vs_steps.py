@@ -35,7 +35,7 @@ from vrg_analysis.evaluation.stats import (
 from vrg_analysis.params import as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import draw_intervals, interval_grid, styled
 from vrg_analysis.samplers import SAMPLERS
-from vrg_analysis.studies.claims import Finding
+from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
 from vrg_analysis.studies.engine import (
     METRIC_DIRECTION,
     ComparisonConfig,
@@ -584,6 +584,29 @@ def summary(result: Result) -> Summary:
     )
 
 
+def _scope(result: Result, testbed: str, rows: pd.DataFrame) -> tuple[str, str]:
+    """A finding's ``model`` and ``size``: the testbed of one of the chapter's comparisons
+    (``"main"``, ``"guided"``, ``"exact"``; :meth:`Params.configs`), its samples and seeds, and
+    the samplers, baselines and K of the judged ``rows`` the finding sums up."""
+    p = result.params
+    cfg = p.configs()[testbed]
+    note = {
+        "main": "",
+        "guided": f"classifier-free guidance, w = {p.guidance_scale:g}",
+        "exact": "errors against the exact ODE",
+    }[testbed]
+    samplers = list(dict.fromkeys(rows.sampler))
+    size = size_text(
+        p,
+        CHAPTER,
+        samples=cfg.n_samples,
+        seeds=cfg.seeds,
+        steps=rows.K,
+        detail=f"{'/'.join(samplers)} × {rows.baseline.nunique()} baseline(s)",
+    )
+    return describe_testbed(cfg.testbed, cfg.data, note=note), size
+
+
 def findings(result: Result) -> list[Finding]:
     """The chapter's findings for the claims page."""
     p = result.params
@@ -609,6 +632,7 @@ def findings(result: Result) -> list[Finding]:
         if (pick.baseline == baseline_name).any():
             pick = pick[pick.baseline == baseline_name]
         row = pick.iloc[0]
+        model, size = _scope(result, testbed, sub)
         n = {
             v: int((sub.verdict == v).sum()) for v in ("supported", "inconclusive", "contradicted")
         }
@@ -626,6 +650,8 @@ def findings(result: Result) -> list[Finding]:
             ci_high=float(row.ci_high),
             verdict=aggregate(sub.verdict),
             seeds=seeds,
+            model=model,
+            size=size,
         )
 
     label = _label(result, "main")
@@ -665,6 +691,10 @@ def findings(result: Result) -> list[Finding]:
     iv = result.few_steps
     if math.isfinite(iv.estimate):
         k_lo, k_hi = result.few_steps_k
+        ddim = result.rows("main", main_metric)
+        model, size = _scope(
+            result, "main", ddim[(ddim.sampler == "ddim") & ddim.K.isin([k_lo, k_hi])]
+        )
         out.append(
             Finding(
                 claim="few-steps",
@@ -679,6 +709,8 @@ def findings(result: Result) -> list[Finding]:
                 ci_high=100 * iv.high,
                 verdict=few_steps_verdict(result),
                 seeds=seeds,
+                model=model,
+                size=size,
             )
         )
     return [f for f in out if f is not None]

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from vrg_analysis.core.trajectories import BASELINES, baseline
-from vrg_analysis.evaluation.features import load_digits_classifier, reference_statistics
+from vrg_analysis.evaluation.features import load_domain_classifier, reference_statistics
 from vrg_analysis.evaluation.metrics import (
     mixture_reference,
     mixture_sample_quality,
@@ -239,7 +239,7 @@ def run(params: Params) -> Result:
         true_samples=true_x,
         floor=float(ref.floor) if ref.floor is not None else float("nan"),
         n_floor=int(ref.n),
-        classifier_accuracy=float(load_digits_classifier().card["held_out_accuracy"]),
+        classifier_accuracy=float(load_domain_classifier(ref.name).card["held_out_accuracy"]),
     )
 
 

@@ -6,6 +6,15 @@
 
 from __future__ import annotations
 
+from vrg_analysis.training.classifier import CLASSIFIERS, train_classifier
 from vrg_analysis.training.ddpm import RECIPES, Recipe, TrainResult, resolve_recipe, train
 
-__all__ = ["RECIPES", "Recipe", "TrainResult", "resolve_recipe", "train"]
+__all__ = [
+    "RECIPES",
+    "CLASSIFIERS",
+    "Recipe",
+    "TrainResult",
+    "resolve_recipe",
+    "train",
+    "train_classifier",
+]

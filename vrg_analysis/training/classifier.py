@@ -1,8 +1,10 @@
-"""Training the domain feature extractors behind the domain FID (the digits classifier).
+"""Training the domain feature extractors behind the domain FID (one per image data set).
 
-The classifier (:class:`~vrg_analysis.evaluation.features.DigitsClassifier`) is trained on the
-training split only; its held-out accuracy is recorded in its card. Deterministic given the seed
-and the thread count.
+A classifier (:class:`~vrg_analysis.evaluation.features.DomainClassifier`) is trained on the data
+set's training split only; its held-out accuracy is recorded in its card. Deterministic given the
+seed and the thread count. Each data set's recipe is in :data:`CLASSIFIER_CONFIGS`; the shipped
+ones are rebuilt with ``python -m vrg_analysis train digits-classifier`` (or
+``fashion-classifier``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vrg_analysis.data import DigitsSplit, load_digits_split
+from vrg_analysis.data import ImageSplit
 from vrg_analysis.evaluation.features import (
-    CLASSIFIER_NAME,
     DEFAULT_MODEL_DIR,
-    DigitsClassifier,
+    DOMAINS,
+    DomainClassifier,
+    ReferenceStatistics,
     classifier_accuracy,
+    compute_reference_statistics,
+    domain_of,
 )
 from vrg_analysis.io import (
     atomic_open,
@@ -30,14 +35,20 @@ from vrg_analysis.io import (
     sha256_file,
 )
 
-__all__ = ["ClassifierConfig", "train_digits_classifier"]
+__all__ = [
+    "ClassifierConfig",
+    "CLASSIFIER_CONFIGS",
+    "CLASSIFIERS",
+    "train_domain_classifier",
+    "train_classifier",
+]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Training configuration of :class:`DigitsClassifier` (the one home of its defaults)."""
+    """Training configuration of a :class:`DomainClassifier` (the defaults are the digits')."""
 
     width: int = 32
     num_features: int = 64
@@ -47,6 +58,7 @@ class ClassifierConfig:
     weight_decay: float = 1e-4
     max_shift: int = 1  # augmentation: random translation by up to this many pixels
     label_smoothing: float = 0.05
+    hflip: bool = False  # augmentation: mirror half the images left-right
     threads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,41 +72,64 @@ class ClassifierConfig:
         return cls(**data)
 
 
+#: classifier name (its file stem in data/models) -> data set
+CLASSIFIERS: dict[str, str] = {d.classifier: name for name, d in DOMAINS.items()}
+
+#: Each data set's classifier recipe (the digits' defaults; a wider, longer one at 28x28).
+CLASSIFIER_CONFIGS: dict[str, ClassifierConfig] = {
+    "digits": ClassifierConfig(),
+    "fashion-mnist": ClassifierConfig(
+        width=32, num_features=128, steps=4000, batch_size=128, max_shift=1, hflip=True
+    ),
+}
+
+
 def _random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     """Translate each image by an integer offset in ``[-max_shift, max_shift]^2``, padding with
-    the background value -1 (the digits' blank pixel)."""
+    the background value -1 (the blank pixel of the digits and of Fashion-MNIST)."""
     if max_shift == 0:
         return x
     n = x.shape[0]
     pad = nn.functional.pad(x, (max_shift,) * 4, value=-1.0)
     offs = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
-    rows = offs[:, 0, None] + torch.arange(8)  # [n, 8]
-    cols = offs[:, 1, None] + torch.arange(8)
+    size = x.shape[-1]
+    rows = offs[:, 0, None] + torch.arange(size)  # [n, size]
+    cols = offs[:, 1, None] + torch.arange(size)
     idx_n = torch.arange(n)[:, None, None]
     return pad[idx_n, 0, rows[:, :, None], cols[:, None, :]][:, None]
 
 
-def train_digits_classifier(
+def train_domain_classifier(
+    dataset: str = "digits",
     seed: int = 0,
     out_dir: str | Path | None = DEFAULT_MODEL_DIR,
     config: ClassifierConfig | None = None,
-    split: DigitsSplit | None = None,
+    split: ImageSplit | None = None,
     progress: bool = False,
-) -> tuple[DigitsClassifier, dict[str, Any]]:
-    """Train :class:`DigitsClassifier` on the digits training split; return it and its card.
+) -> tuple[DomainClassifier, dict[str, Any]]:
+    """Train the :class:`DomainClassifier` of ``dataset`` on its training split; return it and
+    its card.
 
     Deterministic given ``seed`` (initialisation, batches, augmentation and dropout all draw from
-    one ``torch.Generator``; a fixed number of Adam steps; ``config.threads`` torch threads). With
-    ``out_dir`` set, writes ``digits-classifier.pt`` (state dict) and ``digits-classifier.json``
-    (the card: architecture, config, seed, split sha256, held-out accuracy, wall time, versions,
-    sha256 of the ``.pt``), each atomically.
+    one ``torch.Generator``; a fixed number of AdamW steps with a one-cycle schedule;
+    ``config.threads`` torch threads). ``config`` defaults to the data set's entry in
+    :data:`CLASSIFIER_CONFIGS`, ``split`` to the data set's split with seed 0. With ``out_dir``
+    set, writes ``<name>.pt`` (state dict) and ``<name>.json`` (the card: architecture, config,
+    seed, split sha256, held-out accuracy, wall time, versions, sha256 of the ``.pt``), each
+    atomically.
     """
-    cfg = config if config is not None else ClassifierConfig()
+    domain = domain_of(dataset)
+    cfg = config if config is not None else CLASSIFIER_CONFIGS[dataset]
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.max_shift < 0 or cfg.threads < 1:
         raise ValueError(f"invalid ClassifierConfig: {cfg}")
-    data = split if split is not None else load_digits_split(seed=0)
+    data = split if split is not None else domain.load_split(0)
+    if tuple(data.train_x.shape[1:]) != (1, domain.image_size, domain.image_size):
+        raise ValueError(
+            f"the split's images are {tuple(data.train_x.shape[1:])}, {dataset} has "
+            f"(1, {domain.image_size}, {domain.image_size})"
+        )
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
@@ -104,7 +139,7 @@ def train_digits_classifier(
             # fork_rng, so the caller's global random state is left as it was
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)  # batches and augmentation
-            model = DigitsClassifier(cfg.width, cfg.num_features)
+            model = DomainClassifier(cfg.width, cfg.num_features, image_size=domain.image_size)
             opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
             loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -115,10 +150,13 @@ def train_digits_classifier(
             if progress:
                 from tqdm import tqdm
 
-                steps = tqdm(steps, desc="train digits classifier")
+                steps = tqdm(steps, desc=f"train {domain.classifier}")
             for _ in steps:
                 idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
                 xb = _random_shift(x_all[idx], cfg.max_shift, gen)
+                if cfg.hflip:
+                    flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
+                    xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
                 loss = loss_fn(model(xb), y_all[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -131,13 +169,14 @@ def train_digits_classifier(
     finally:
         torch.set_num_threads(old_threads)
     card: dict[str, Any] = {
-        "name": CLASSIFIER_NAME,
-        "purpose": "penultimate-layer features for the digits domain FID",
+        "name": domain.classifier,
+        "purpose": f"penultimate-layer features for the {dataset} domain FID",
         "architecture": model.architecture(),
         "config": cfg.to_dict(),
         "seed": seed,
         "data": {
-            "dataset": "sklearn load_digits, x = v / 8 - 1",
+            "dataset": domain.description,
+            "name": dataset,
             "split_seed": data.seed,
             "held_out_fraction": data.held_out_fraction,
             "split_sha256": data.sha256,
@@ -151,16 +190,48 @@ def train_digits_classifier(
         "provenance": provenance(),
     }
     log.info(
-        "digits classifier: held-out accuracy %.4f after %d steps (%.1f s)", acc, cfg.steps, wall
+        "%s: held-out accuracy %.4f after %d steps (%.1f s)",
+        domain.classifier,
+        acc,
+        cfg.steps,
+        wall,
     )
     if out_dir is not None:
         out = Path(out_dir)
-        pt = out / f"{CLASSIFIER_NAME}.pt"
+        pt = out / f"{domain.classifier}.pt"
         with atomic_open(pt, "wb") as fh:
             torch.save(model.state_dict(), fh)
         card["weights_file"] = pt.name
         card["sha256"] = sha256_file(pt)
-        with atomic_open(out / f"{CLASSIFIER_NAME}.json", "w") as fh:
+        with atomic_open(out / f"{domain.classifier}.json", "w") as fh:
             json.dump(card, fh, indent=2)
             fh.write("\n")
     return model, card
+
+
+def train_classifier(
+    name: str,
+    out_dir: str | Path,
+    reference_dir: str | Path,
+    *,
+    steps: int | None = None,
+    threads: int = 1,
+    progress: bool = False,
+) -> tuple[dict[str, Any], ReferenceStatistics]:
+    """Train the classifier ``name`` (a key of :data:`CLASSIFIERS`) with its data set's recipe
+    (``steps`` and ``threads`` overridden when given) into ``out_dir``, then compute its held-out
+    reference statistics and FID floors into ``reference_dir``; return the card and the
+    statistics. This is ``python -m vrg_analysis train <name>``.
+    """
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r}; known: {sorted(CLASSIFIERS)}")
+    dataset = CLASSIFIERS[name]
+    cfg = CLASSIFIER_CONFIGS[dataset]
+    changes = {"threads": threads} | ({"steps": steps} if steps is not None else {})
+    cfg = ClassifierConfig.from_dict(cfg.to_dict() | changes)
+    model, card = train_domain_classifier(
+        dataset, seed=0, out_dir=out_dir, config=cfg, progress=progress
+    )
+    model.card = card  # type: ignore[attr-defined]
+    stats = compute_reference_statistics(model, out_dir=reference_dir, name=dataset)
+    return card, stats
