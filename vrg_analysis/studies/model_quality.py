@@ -14,8 +14,10 @@ resamples the same rows of both (paired), and the book's verdict rule
 Holm's correction over the baselines. Spearman's rank correlation between K and FID over the whole
 grid is reported beside it (descriptive: it is not a test of a trend at this few points).
 
-The CI run uses the 8x8 digits; the book's headline is the 28x28 Fashion-MNIST model at
-:data:`FULL`, committed as a full-size result (:mod:`vrg_analysis.studies.artifacts`).
+The CI run uses the 8x8 digits; the book's headline is the 28x28 Fashion-MNIST model at the full
+parameter set (``notebooks/params/full/model_quality.yaml``: ``python -m vrg_analysis study
+model_quality --params full``), committed as a full-size result
+(:mod:`vrg_analysis.studies.artifacts`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from vrg_analysis.testbeds import IMAGE_TESTBEDS, make_testbed
 
 __all__ = [
     "CHAPTER",
-    "FULL",
     "Params",
     "Result",
     "Summary",
@@ -94,10 +95,6 @@ class Params:
         s(self, "n", as_int(self.n, "n", minimum=N_PICTURED))
         s(self, "seed", as_int(self.seed, "seed", minimum=0))
         s(self, "n_boot", as_int(self.n_boot, "n_boot", minimum=20))
-
-
-#: The full-size parameter sets (committed under data/results/model_quality/).
-FULL: dict[str, Params] = {}
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,10 +1,11 @@
 """Image testbeds: a shipped UNet with the data set it was trained on and a domain FID.
 
 ``digits`` / ``digits-cond``: scikit-learn's 8x8 digits with the unconditional and the
-class-conditional UNet (``data/models/digits-unet*``). Samples are scored with the domain FID of
-the shipped classifier's features against the held-out images
-(:mod:`vrg_analysis.evaluation.features`); the reference predictor is the optimal predictor of
-the training split (:class:`~vrg_analysis.models.analytic.EmpiricalOptimalEpsModel`), label-aware
+class-conditional UNet (``data/models/digits-unet*``); ``fashion``: 28x28 Fashion-MNIST with the
+unconditional UNet trained here (``data/models/fashion-unet*``), the book's headline image model.
+Samples are scored with the domain FID of the shipped classifier's features against the held-out
+images (:mod:`vrg_analysis.evaluation.features`); the reference predictor is the optimal predictor
+of the training split (:class:`~vrg_analysis.models.analytic.EmpiricalOptimalEpsModel`), label-aware
 for the conditional model.
 """
 
@@ -42,6 +43,7 @@ DATASETS: dict[str, Callable[[int], ImageSplit]] = {
 IMAGE_TESTBEDS: dict[str, tuple[str, str]] = {
     "digits": ("digits-unet", "digits"),
     "digits-cond": ("digits-unet-cond", "digits"),
+    "fashion": ("fashion-unet", "fashion-mnist"),
 }
 
 
