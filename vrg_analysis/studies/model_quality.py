@@ -46,6 +46,7 @@ from vrg_analysis.params import as_choice, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, palette_for, styled
 from vrg_analysis.samplers import sample
 from vrg_analysis.studies.engine import FrechetToReference
+from vrg_analysis.studies.testbed_models import set_metric_interval
 from vrg_analysis.testbeds import IMAGE_TESTBEDS, make_testbed
 
 __all__ = [
@@ -140,13 +141,7 @@ def run(params: Params, *, progress: bool = False) -> Result:
     drawn = _sample_features(bed, params, scoring.set_features)
     rows = []
     for (name, k), (feats, _) in drawn.items():
-        boot = paired_bootstrap(
-            lambda idx, f=feats: frechet(f[idx]),
-            [params.n],
-            params.n_boot,
-            np.random.default_rng(params.seed),
-        )
-        iv = percentile_interval(boot, frechet(feats), recentre=True)
+        iv = set_metric_interval(feats, scoring.reference_moments, params.n_boot, params.seed)
         rows.append({"baseline": name, "K": k, "FID": iv.estimate, "low": iv.low, "high": iv.high})
     fid = pd.DataFrame(rows)
     k_min, k_max = min(params.steps), max(params.steps)

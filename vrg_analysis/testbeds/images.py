@@ -19,8 +19,9 @@ from typing import Any
 from torch import Tensor
 
 from vrg_analysis.core.schedules import NoiseSchedule
-from vrg_analysis.data import ImageSplit, load_digits_split, load_fashion_mnist_split
+from vrg_analysis.data import ImageSplit
 from vrg_analysis.evaluation.features import (
+    DOMAINS,
     domain_extractor,
     extract_features,
     reference_statistics,
@@ -33,11 +34,8 @@ from vrg_analysis.testbeds.mixture import check_same_schedule
 
 __all__ = ["ImageTestbed", "IMAGE_TESTBEDS", "DATASETS"]
 
-#: data set name -> split loader (seed -> ImageSplit)
-DATASETS: dict[str, Callable[[int], ImageSplit]] = {
-    "digits": load_digits_split,
-    "fashion-mnist": load_fashion_mnist_split,
-}
+#: data set name -> split loader (seed -> ImageSplit): the data sets with a domain FID
+DATASETS: dict[str, Callable[[int], ImageSplit]] = {n: d.load_split for n, d in DOMAINS.items()}
 
 #: testbed name -> (checkpoint name, data set name)
 IMAGE_TESTBEDS: dict[str, tuple[str, str]] = {
