@@ -110,6 +110,8 @@ data:
 execute: $(VENV_STAMP)
 	rm -rf book/notebooks && mkdir -p book/notebooks
 	cp $(NOTEBOOKS) book/notebooks/
+	@# Without the official VRG files (never shipped) that chapter becomes a page saying so.
+	$(BIN)/python -m vrg_analysis official-files --notice book/notebooks/official_cifar10.ipynb
 ifeq ($(PARAMS),quick)
 	OMP_NUM_THREADS=1 $(PYTEST) -p no:cacheprovider -n $(JOBS) --nbmake --overwrite \
 	  --nbmake-timeout=$(NBMAKE_TIMEOUT) $(filter-out $(COLLECTORS),$(EXECUTED))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
+from vrg_analysis import cli
 from vrg_analysis.studies import official_cifar10 as chapter
 from vrg_analysis.studies.claims import QUICK_PARAMETERS, params_label
 
@@ -109,3 +111,30 @@ def test_reported_cpe_reads_the_header(tmp_path: Path) -> None:
 def test_bad_parameters_are_named(official_dir: Path, kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         chapter.Params(reference_dir=str(official_dir), **kw)
+
+
+def test_without_the_files_the_build_gets_a_notice_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook = tmp_path / "official_cifar10.ipynb"
+    notebook.write_text("not a notebook")
+    monkeypatch.setattr(cli, "official_reference_dir", lambda: None)
+    assert cli.main(["official-files"]) == 2  # no files, no notice asked: an error
+    assert notebook.read_text() == "not a notebook"
+    assert cli.main(["official-files", "--notice", str(notebook)]) == 0
+    nb = nbformat.read(notebook, as_version=4)
+    nbformat.validate(nb)
+    assert [c.cell_type for c in nb.cells] == ["markdown"]
+    assert "not run on the machine that built this book" in nb.cells[0].source
+    assert chapter.PROFILE_FILE in nb.cells[0].source
+
+
+def test_with_the_files_the_chapter_is_left_alone(
+    official_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    notebook = tmp_path / "official_cifar10.ipynb"
+    notebook.write_text("the chapter")
+    monkeypatch.setattr(cli, "official_reference_dir", lambda: official_dir)
+    assert cli.main(["official-files", "--notice", str(notebook)]) == 0
+    assert notebook.read_text() == "the chapter"
+    assert capsys.readouterr().out.strip() == str(official_dir)

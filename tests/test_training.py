@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,6 +17,7 @@ from vrg_analysis.models.guidance import GuidedEpsModel
 from vrg_analysis.models.networks import DigitsUNet, MixtureMLP
 from vrg_analysis.testbeds import ImageTestbed, MixtureTestbed, known_testbeds, make_testbed
 from vrg_analysis.training import RECIPES, train
+from vrg_analysis.training.ddpm import initial_network
 
 CARD_FIELDS = {
     "name",
@@ -361,3 +363,25 @@ def test_trained_mixture_mlp_beats_zero_predictor_against_exact_eps() -> None:
         err = float((trained - exact).pow(2).sum(1).mean())
         zero = float(exact.pow(2).sum(1).mean())
         assert err < 0.02 * zero, (t_val, err, zero)
+
+
+def test_the_conditional_fashion_model_starts_as_the_unconditional_one() -> None:
+    # the CPU recipe fine-tunes the shipped fashion-unet: at step 0 every label predicts the same
+    recipe = RECIPES["fashion-unet-cond"]
+    assert recipe.init_from == "fashion-unet"
+    net = initial_network(recipe).eval()
+    source = load_trained("fashion-unet")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 28, 28, generator=gen)
+    t = torch.tensor([5.0, 400.0, 990.0])
+    with torch.no_grad():
+        want = source(x, t)
+        for label in (0, 7, 10):
+            got = net(x, t, torch.full((3,), label))
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_a_warm_start_from_an_unfitting_checkpoint_is_refused() -> None:
+    recipe = dataclasses.replace(RECIPES["fashion-unet-cond"], init_from="digits-unet")
+    with pytest.raises(ValueError, match="init_from='digits-unet' does not fit"):
+        initial_network(recipe)

@@ -34,7 +34,8 @@ from vrg_analysis.core.schedules import SCHEDULE_NAMES, NoiseSchedule
 from vrg_analysis.core.trajectories import BASELINES, Trajectory, baseline, read_official_trajectory
 from vrg_analysis.io import atomic_write_text
 from vrg_analysis.models.checkpoints import MODELS_DIR
-from vrg_analysis.resources import reference_dir
+from vrg_analysis.resources import official_reference_dir, reference_dir
+from vrg_analysis.studies import official_cifar10
 from vrg_analysis.studies.artifacts import params_from_set, run_study
 from vrg_analysis.training import CLASSIFIERS, RECIPES, train, train_classifier
 from vrg_analysis.vrg.optimize import METHODS, optimize_trajectory
@@ -365,6 +366,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--progress", action="store_true", help="show progress where the chapter can")
 
+    of = sub.add_parser(
+        "official-files",
+        help="say where the official VRG files are (or that they are missing)",
+        description="Print the folder of the official VRG files (non-commercial licence, never "
+        "shipped: $VRG_REFERENCE_DIR or ../shared/reference/vrg-official). Without them: with "
+        "--notice NOTEBOOK, replace that notebook by a page saying so and exit 0; else exit 1.",
+        formatter_class=fmt,
+    )
+    of.add_argument(
+        "--notice",
+        type=Path,
+        metavar="NOTEBOOK",
+        help="the official CIFAR-10 chapter's copy in the book, replaced by a notice page when "
+        "the files are missing",
+    )
+
     au = sub.add_parser(
         "audit",
         help="audit VRG's assumptions on a model; write the verdicts, figures and notebooks",
@@ -505,6 +522,22 @@ def _run(args: argparse.Namespace) -> None:
         params = params_from_set(args.chapter, args.params, _overrides(args.set))
         path = run_study(args.chapter, params, args.params, out_dir, progress=args.progress)
         print(f"wrote {path}")
+    elif args.command == "official-files":
+        folder = official_reference_dir()
+        if folder is not None:
+            print(folder)
+        elif args.notice is None:
+            raise FileNotFoundError(
+                "the official VRG files are not here: set VRG_REFERENCE_DIR to a folder with "
+                "MSE_vs_alpha_bar_cifar10.txt (or place it in ../shared/reference/vrg-official)"
+            )
+        else:
+            official_cifar10.write_notice_page(args.notice)
+            print(
+                "the official VRG files are not here (set VRG_REFERENCE_DIR): "
+                f"{args.notice} is a notice page, the chapter is not run",
+                file=sys.stderr,
+            )
     else:  # audit
         out = check_output_dir(args.out)
         run = run_audit(

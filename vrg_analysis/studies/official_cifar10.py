@@ -20,11 +20,15 @@ three DPM-Solver baselines built on the linear schedule for several step counts.
 exactly from the profile, so the claim "VRG lowers CPE" is decided by whether it fell.
 
 A missing reference folder (or a missing file in it) is refused when the parameters are checked,
-naming the folder: the chapter never reports "n/a" numbers or writes empty findings.
+naming the folder: the chapter never reports "n/a" numbers or writes empty findings. On a machine
+without the files the build replaces the chapter by a notice page (:func:`write_notice_page`,
+called by ``make execute`` through ``python -m vrg_analysis official-files --notice``), so the
+rest of the book still builds and the claims page shows the chapter's claims as not measured.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,7 @@ from vrg_analysis.core.cpe import cpe_terms, cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile, read_official_profile
 from vrg_analysis.core.schedules import NoiseSchedule, sigma_from_alpha_bar
 from vrg_analysis.core.trajectories import Trajectory, baseline, read_official_trajectory
+from vrg_analysis.io import atomic_write_text
 from vrg_analysis.params import as_float, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
 from vrg_analysis.resources import official_reference_dir
@@ -61,6 +66,7 @@ __all__ = [
     "BASELINE_FILE",
     "OPTIMISED_FILE",
     "SWEEP_BASELINES",
+    "write_notice_page",
 ]
 
 CHAPTER = "official_cifar10"
@@ -445,3 +451,37 @@ def findings(result: Result) -> list[Finding]:
             ),
         )
     ]
+
+
+# ===================================================================== without the files
+def write_notice_page(notebook: str | Path) -> Path:
+    """Replace ``notebook`` (the chapter's copy in the book) by a one-cell notice page that says
+    the official files are not on this machine, where to get them and how to rebuild; atomic.
+
+    Used only when :func:`~vrg_analysis.resources.official_reference_dir` finds nothing: the
+    chapter itself refuses to run without the files, and no findings file is written, so the
+    claims page lists its claims as not measured rather than inventing numbers.
+    """
+    text = (
+        "# The official CIFAR-10 numbers, reproduced and examined\n\n"
+        "```{note}\n"
+        "This chapter was **not run on the machine that built this book**: it reads the VRG "
+        "authors' published CIFAR-10 profile and trajectories, which are under a non-commercial "
+        f"licence and never shipped with this project (`{PROFILE_FILE}`, `{BASELINE_FILE}`, "
+        f"`{OPTIMISED_FILE}`). Point `VRG_REFERENCE_DIR` at a copy of the official repository's "
+        "files (or place them in `../shared/reference/vrg-official` beside the checkout) and "
+        "rebuild with `make book`; the claims page lists this chapter's claims as not measured "
+        "until then.\n"
+        "```\n"
+    )
+    nb = {
+        "cells": [{"cell_type": "markdown", "metadata": {}, "source": text}],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    nb["cells"][0]["id"] = "official-files-missing"
+    return atomic_write_text(Path(notebook), json.dumps(nb, indent=1) + "\n")

@@ -48,7 +48,7 @@ from vrg_analysis.io import (
     provenance,
     sha256_file,
 )
-from vrg_analysis.models.checkpoints import CARD_FORMAT, MODELS_DIR
+from vrg_analysis.models.checkpoints import CARD_FORMAT, MODELS_DIR, load_card, load_trained
 from vrg_analysis.models.networks import build_network
 from vrg_analysis.testbeds import make_testbed, mixture_split
 
@@ -56,6 +56,7 @@ __all__ = [
     "Recipe",
     "RECIPES",
     "TrainResult",
+    "initial_network",
     "resolve_recipe",
     "train",
 ]
@@ -88,6 +89,11 @@ class Recipe:
     data_seed: int = 0
     description: str = ""
     data_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: a shipped checkpoint (``data/models/<name>``) whose weights start the run instead of the
+    #: seeded initialisation: every tensor the two networks share is copied, the class embedding
+    #: (the only tensor the conditional network adds) starts at zero, so step 0 predicts exactly
+    #: what the shipped network predicts, for every label.
+    init_from: str | None = None
 
     @property
     def conditional(self) -> bool:
@@ -178,16 +184,18 @@ RECIPES: dict[str, Recipe] = {
             "ImageUNet",
             {**_FASHION_CPU_ARCH, "num_classes": 10},
             "fashion-mnist",
-            steps=9_000,
+            steps=3_000,
             batch_size=128,
-            lr=1e-3,
-            warmup_steps=300,
+            lr=5e-4,
+            warmup_steps=100,
             lr_schedule="cosine",
             min_lr_ratio=0.02,
             label_dropout=0.1,
             gpu_variant="fashion-unet-cond-gpu",
+            init_from="fashion-unet",
             description="class-conditional DDPM UNet on Fashion-MNIST 28x28, label dropout 0.1 for "
-            "classifier-free guidance (label 10 = no label), the CPU recipe",
+            "classifier-free guidance (label 10 = no label), the CPU recipe: fine-tuned from the "
+            "shipped fashion-unet (class embedding started at zero), about 40 minutes on 2 cores",
         ),
         Recipe(
             "fashion-unet-gpu",
@@ -414,6 +422,41 @@ def train(
         torch.set_num_threads(old_threads)
 
 
+def initial_network(recipe: Recipe, models_dir: str | Path = MODELS_DIR) -> nn.Module:
+    """The network a run of ``recipe`` starts from (training mode, CPU).
+
+    Seeded initial weights (``recipe.seed``, without touching the global random state); with
+    ``recipe.init_from`` the weights of that shipped checkpoint (sha256-checked by
+    :func:`~vrg_analysis.models.checkpoints.load_trained`) replace them. The two architectures must
+    differ at most by the class embedding, which then starts at zero, so the fine-tuned conditional
+    network begins as the unconditional one for every label (a warm start for classifier-free
+    guidance; the label dropout then teaches the "no label" token and the labels together).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        model = build_network(recipe.architecture, recipe.arch_kwargs)
+    if recipe.init_from is None:
+        return model
+    source = load_trained(recipe.init_from, models_dir)
+    state = source.state_dict()
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if unexpected or wrong or any(not k.startswith("label_emb.") for k in missing):
+        raise ValueError(
+            f"recipe {recipe.name!r}: init_from={recipe.init_from!r} does not fit "
+            f"{recipe.architecture}({recipe.arch_kwargs}): missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, shape mismatches {wrong[:5]}"
+        )
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        for key in missing:
+            own[key].zero_()
+    model.train()
+    return model
+
+
 def _train(
     recipe: Recipe,
     out: Path,
@@ -429,10 +472,7 @@ def _train(
         train_y = held_y = None
     null_label = int(recipe.arch_kwargs.get("num_classes", 0))
 
-    # 1. initial weights from the seed, without touching the global RNG state
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        model = build_network(recipe.architecture, recipe.arch_kwargs)
+    model = initial_network(recipe)
     model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -538,6 +578,9 @@ def _train(
         "name": recipe.name,
         "description": recipe.description,
         "architecture": {"class": recipe.architecture, "kwargs": recipe.arch_kwargs},
+        "initialised_from": None
+        if recipe.init_from is None
+        else {"name": recipe.init_from, "sha256": load_card(recipe.init_from)["sha256"]},
         "num_parameters": int(sum(p.numel() for p in ema.parameters())),
         "training": training,
         "objective": "DDPM epsilon-prediction MSE, uniform integer t, EMA weights shipped",
