@@ -581,6 +581,20 @@ def test_load_committed_shows_only_a_current_full_size_run(prof, tmp_path, monke
     assert prov.text == "no parameter set 'nope' for this chapter"
 
 
+def test_committed_or_shows_the_committed_run_else_the_fallback(prof, tmp_path) -> None:
+    full = art.params_from_set(profiling, "full")
+    shown, prov = art.committed_or(profiling, prof, directory=tmp_path)
+    assert shown is prof and prov.source == "build" and not prov.committed
+    assert prov.text == (
+        "this build's run at the chapter's quick parameters (no committed full-size run yet)"
+    )
+    made = dataclasses.replace(prof, params=full)
+    art.save_artifact(profiling, full, made, wall_time_s=9.0, params_set="full", directory=tmp_path)
+    shown, prov = art.committed_or(profiling, prof, directory=tmp_path)
+    assert_same(made, shown)
+    assert prov.committed and prov.text.startswith("committed full-size run of ")
+
+
 def test_run_study_times_and_saves(tmp_path: Path) -> None:
     path = art.run_study("profiling", profiling.Params(**TINY_PROFILING), "quick", tmp_path)
     saved = art.read_artifact(path)

@@ -22,6 +22,7 @@ from vrg_analysis.studies.claims import (
     claim_rows,
     claims_html,
     describe_testbed,
+    evidence_order,
     page_summary,
     params_label,
     read_findings,
@@ -249,9 +250,9 @@ def test_claims_html_shows_where_each_verdict_was_measured(tmp_path: Path) -> No
     assert f'background:{red};color:white;font-weight:bold">contradicted on digits' in page
     assert ">supported on mixture-2d, full parameter set</td>" in page
     assert ">contradicted</td>" not in page and ">supported</td>" not in page
-    # the overall verdict names every model and parameter set behind it
+    # the overall verdict names every model and parameter set behind it, the full-size first
     assert (
-        "overall: mixed on digits and mixture-2d, quick CI parameters / full parameter set" in page
+        "overall: mixed on mixture-2d and digits, full parameter set / quick CI parameters" in page
     )
     # an audit line is marked as such, and the badge's colour is still keyed by the verdict
     assert ">supported (audit)</td>" in page
@@ -263,3 +264,32 @@ def test_claims_html_shows_where_each_verdict_was_measured(tmp_path: Path) -> No
 def test_claims_page_refuses_missing_inputs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="findings_dir"):
         Params(findings_dir=str(tmp_path / "nope"), verdict_dir=str(tmp_path))
+
+
+def test_a_finding_written_twice_is_kept_once(tmp_path: Path) -> None:
+    f = _finding()
+    write_findings([f, _finding(value=-0.3), f], tmp_path, "quality_vs_steps")
+    assert read_findings(tmp_path) == [f, _finding(value=-0.3)]
+
+
+def test_the_weightiest_evidence_leads_a_claim() -> None:
+    fashion_full = _finding(
+        model="fashion (fashion-unet: 28x28 UNet, 1.11M parameters)",
+        size="1000 samples per arm × 3 seeds, K 5–20 (3 values), full parameter set",
+    )
+    fashion_quick = _finding(model="fashion (fashion-unet)", size=SIZE)
+    digits_full = _finding(size="450 samples per arm × 5 seeds, full parameter set")
+    mixture = _finding(model="mixture-2d (mixture-2d-mlp)", size=SIZE)
+    digits_quick = _finding()
+    user = _finding(model="/models/my-unet (diffusers checkpoint)", size=SIZE)
+    given = [digits_quick, mixture, fashion_quick, user, digits_full, fashion_full]
+    assert evidence_order(given) == [
+        fashion_full,
+        digits_full,
+        user,
+        fashion_quick,
+        digits_quick,
+        mixture,
+    ]
+    rows = {r.claim.id: r for r in claim_rows(given, {})}
+    assert rows["ddim-fid"].findings[0] == fashion_full

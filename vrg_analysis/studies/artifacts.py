@@ -116,6 +116,7 @@ __all__ = [
     "check_artifact",
     "run_or_load",
     "load_committed",
+    "committed_or",
     "run_study",
     "read_stale_list",
     "committed_problems",
@@ -820,6 +821,33 @@ def load_committed(
             "none", text, params_set, artifact=art.path, created=art.created, freshness=fresh
         )
     return art.result(), _committed_provenance(art, fresh)
+
+
+def committed_or(
+    chapter: str | ModuleType,
+    fallback: Any,
+    params_set: str = "full",
+    *,
+    directory: str | Path | None = None,
+) -> tuple[Any, Provenance]:
+    """The result a page shows: the current committed run of ``params_set``
+    (:func:`load_committed`) when there is one, else ``fallback`` (the build's own run, e.g. at
+    the quick parameters), with the :class:`Provenance` of what is shown; when it is the
+    fallback, the text says so and why the committed run is not shown (none yet, or stale and
+    why). So a page's figures and glued numbers always exist and always say where they come
+    from."""
+    result, prov = load_committed(chapter, params_set, directory=directory)
+    if result is not None:
+        return result, prov
+    text = f"this build's run at the chapter's quick parameters ({prov.text})"
+    return fallback, Provenance(
+        "build",
+        text,
+        params_set=None,
+        artifact=prov.artifact,
+        created=prov.created,
+        freshness=prov.freshness,
+    )
 
 
 def run_study(

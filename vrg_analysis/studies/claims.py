@@ -43,6 +43,7 @@ __all__ = [
     "QUICK_PARAMETERS",
     "CUSTOM_PARAMETERS",
     "describe_testbed",
+    "evidence_order",
     "params_label",
     "size_text",
     "write_findings",
@@ -350,8 +351,10 @@ def size_text(
 
 def write_findings(findings: Iterable[Finding], folder: str | Path, chapter: str) -> Path:
     """Write one chapter's findings to ``folder/<chapter>.csv`` (atomically; replaces the
-    chapter's earlier rows)."""
-    rows = list(findings)
+    chapter's earlier rows). A finding given twice (every field equal: a page that writes both its
+    committed full-size result and this build's run, when the build's run is what it shows) is
+    written once."""
+    rows = list(dict.fromkeys(findings))
     wrong = [f.chapter for f in rows if f.chapter != chapter]
     if wrong:
         raise ValueError(f"findings of chapter {wrong[0]!r} written as {chapter!r}")
@@ -449,6 +452,33 @@ class ClaimRow:
     verdict: str  # an aggregate verdict, or "not measured"
 
 
+def _model_parameters(model: str) -> int | None:
+    """The parameter count of the testbed a finding's ``model`` names first (its card), or
+    ``None`` for a model that is not a shipped testbed (a user's checkpoint folder)."""
+    name = model.split(" (", 1)[0].strip()
+    if name in IMAGE_TESTBEDS or name in MIXTURES:
+        checkpoint = IMAGE_TESTBEDS[name][0] if name in IMAGE_TESTBEDS else MIXTURES[name][1]
+        count = load_card(checkpoint).get("num_parameters")
+        return int(count) if isinstance(count, int) else 0
+    return None
+
+
+def evidence_order(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings with the weightiest evidence first: a named parameter set (a committed
+    full-size run) before the quick CI parameters, then the larger model first (parameter count
+    from the testbed's card; a model that is not a shipped testbed, a user's checkpoint, counts
+    as the largest); otherwise the given order (a stable sort). So the 28x28 Fashion-MNIST
+    full-size rows lead a claim, and the 8x8 digits quick rows follow as the fast check."""
+    items = list(findings)
+
+    def key(f: Finding) -> tuple[int, float]:
+        quick = QUICK_PARAMETERS in _params_words([f.size])
+        count = _model_parameters(f.model)
+        return (int(quick), -math.inf if count is None else -float(count))
+
+    return sorted(items, key=key)
+
+
 def claim_rows(findings: Iterable[Finding], audit_summary: dict[str, dict]) -> list[ClaimRow]:
     """Every claim of :data:`CLAIMS` with its findings and, for the assumptions claim, the audits'
     verdicts (``audit_summary``: :func:`~vrg_analysis.assumptions.verdicts.summarize` of the
@@ -458,7 +488,7 @@ def claim_rows(findings: Iterable[Finding], audit_summary: dict[str, dict]) -> l
     found = list(findings)
     rows = []
     for claim in CLAIMS:
-        mine = tuple(f for f in found if f.claim == claim.id)
+        mine = tuple(evidence_order(f for f in found if f.claim == claim.id))
         audits: tuple[AuditLine, ...] = ()
         verdicts = [f.verdict for f in mine]
         conjunction = False

@@ -483,14 +483,14 @@ class Summary:
     reference_steps: int
     total_calls: int
     n_configs: int
-    digits_best: str
-    digits_best_rel: float
-    digits_best_lo: float
-    digits_best_hi: float
-    digits_worst: str
-    digits_worst_rel: float
-    digits_worst_lo: float
-    digits_worst_hi: float
+    main_best: str
+    main_best_rel: float
+    main_best_lo: float
+    main_best_hi: float
+    main_worst: str
+    main_worst_rel: float
+    main_worst_lo: float
+    main_worst_hi: float
     ddim_supported: int
     ddim_contradicted: int
     ddim_n: int
@@ -554,14 +554,14 @@ def summary(result: Result) -> Summary:
         reference_steps=p.reference_steps,
         total_calls=result.model_calls,
         n_configs=int(len(result.table)),
-        digits_best=_where(best),
-        digits_best_rel=float(100 * best.relative),
-        digits_best_lo=float(best.ci_low),
-        digits_best_hi=float(best.ci_high),
-        digits_worst=_where(worst),
-        digits_worst_rel=float(100 * worst.relative),
-        digits_worst_lo=float(worst.ci_low),
-        digits_worst_hi=float(worst.ci_high),
+        main_best=_where(best),
+        main_best_rel=float(100 * best.relative),
+        main_best_lo=float(best.ci_low),
+        main_best_hi=float(best.ci_high),
+        main_worst=_where(worst),
+        main_worst_rel=float(100 * worst.relative),
+        main_worst_lo=float(worst.ci_low),
+        main_worst_hi=float(worst.ci_high),
         ddim_supported=int((ddim.verdict == "supported").sum()),
         ddim_contradicted=int((ddim.verdict == "contradicted").sum()),
         ddim_n=int(len(ddim)),

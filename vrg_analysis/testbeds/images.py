@@ -42,6 +42,7 @@ IMAGE_TESTBEDS: dict[str, tuple[str, str]] = {
     "digits": ("digits-unet", "digits"),
     "digits-cond": ("digits-unet-cond", "digits"),
     "fashion": ("fashion-unet", "fashion-mnist"),
+    "fashion-cond": ("fashion-unet-cond", "fashion-mnist"),
 }
 
 
