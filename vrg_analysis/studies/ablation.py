@@ -737,6 +737,7 @@ def claim_table(result: Result) -> Any:
 class Summary:
     """Every number and phrase the chapter's prose cites (glued by field name)."""
 
+    model_label: str
     set_name: str
     n_seeds: int
     n_samples: int
@@ -950,6 +951,7 @@ def summary(result: Result) -> Summary:
         pub = head[head.setting == PUBLISHED_VRG.label].iloc[0]
     nan = math.nan
     return Summary(
+        model_label=p.testbed,
         set_name=set_name,
         n_seeds=len(p.seeds),
         n_samples=p.n_samples,

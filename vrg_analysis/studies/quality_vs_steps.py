@@ -44,7 +44,7 @@ from vrg_analysis.studies.engine import (
     compare_all,
     run_comparison,
 )
-from vrg_analysis.testbeds import SET_METRICS, check_model
+from vrg_analysis.testbeds import SET_METRICS, check_model, known_testbeds
 from vrg_analysis.vrg.retime import VRGSetting
 
 __all__ = [
@@ -56,6 +56,8 @@ __all__ = [
     "figure_values",
     "figure_differences",
     "figure_exact",
+    "figure_guided",
+    "guided_role",
     "table",
     "counts_table",
     "summary",
@@ -65,8 +67,16 @@ __all__ = [
 ]
 
 CHAPTER = "quality_vs_steps"
-#: The chapter's three comparisons, by role.
+#: The chapter's comparisons by role, with one guided comparison per guidance scale: ``"guided"``
+#: at the first scale, ``"guided2"``, ``"guided3"``, ... at the next (:meth:`Params.configs`).
 TESTBEDS: tuple[str, ...] = ("main", "guided", "exact")
+
+
+def guided_role(i: int) -> str:
+    """The comparison name of the ``i``-th guidance scale (0-based): ``guided``, ``guided2``, …"""
+    return "guided" if i == 0 else f"guided{i + 1}"
+
+
 METRIC_NAMES: dict[str, str] = {
     "fid": "domain FID",
     "pixel_frechet": "pixel-space Fréchet distance",
@@ -108,7 +118,7 @@ class Params:
     gamma: float = 0.01
     reg_lambda: float = 100.0
     guided_model: str = "digits-cond"
-    guidance_scale: float = 2.0
+    guidance_scales: tuple[float, ...] = (2.0,)
     guided_samples: int = 100
     guided_samplers: tuple[str, ...] = ("ddim", "dpm_solver_2")
     guided_baselines: tuple[str, ...] = ("logsnr_uniform", "time_uniform")
@@ -140,7 +150,13 @@ class Params:
             s(self, name, as_int(getattr(self, name), name, minimum=least))
         s(self, "gamma", as_float(self.gamma, "gamma", minimum=0.0, maximum=1.0, open_high=True))
         s(self, "reg_lambda", as_float(self.reg_lambda, "reg_lambda", minimum=0.0))
-        s(self, "guidance_scale", as_float(self.guidance_scale, "guidance_scale"))
+        scales = as_tuple(self.guidance_scales, "guidance_scales", float)
+        scales = tuple(as_float(w, "guidance_scales") for w in scales)
+        if not scales or len(set(scales)) != len(scales):
+            raise ValueError(
+                f"parameter guidance_scales: one or more distinct scales, got {list(scales)!r}"
+            )
+        s(self, "guidance_scales", scales)
         check_model(self.model, self.data, self.device)
         # the guided and exact comparisons take testbeds (a folder there has no data parameter)
         for name in ("guided_model", "mixture_testbed"):
@@ -151,7 +167,8 @@ class Params:
         return VRGSetting(self.gamma, self.reg_lambda)
 
     def configs(self) -> dict[str, ComparisonConfig]:
-        """The three comparisons the chapter runs."""
+        """The comparisons the chapter runs: ``main``, one guided comparison per guidance scale
+        (:func:`guided_role`) and ``exact``."""
         common: dict[str, Any] = {
             "seeds": self.seeds,
             "arms": (self.vrg,),
@@ -169,15 +186,18 @@ class Params:
                 n_samples=self.n_samples,
                 **common,
             ),
-            "guided": ComparisonConfig(
-                testbed=self.guided_model,
-                guidance_scale=self.guidance_scale,
-                samplers=self.guided_samplers,
-                baselines=self.guided_baselines,
-                steps=self.steps,
-                n_samples=self.guided_samples,
-                **common,
-            ),
+            **{
+                guided_role(i): ComparisonConfig(
+                    testbed=self.guided_model,
+                    guidance_scale=w,
+                    samplers=self.guided_samplers,
+                    baselines=self.guided_baselines,
+                    steps=self.steps,
+                    n_samples=self.guided_samples,
+                    **common,
+                )
+                for i, w in enumerate(self.guidance_scales)
+            },
             "exact": ComparisonConfig(
                 testbed=self.mixture_testbed,
                 samplers=self.samplers,
@@ -210,6 +230,16 @@ class Result:
     def rows(self, testbed: str, metric: str) -> pd.DataFrame:
         t = self.table
         return t[(t.testbed == testbed) & (t.metric == metric)]
+
+    @property
+    def testbeds(self) -> list[str]:
+        """The comparisons' names, in order (``main``, the guided ones, ``exact``)."""
+        return list(self.comparisons)
+
+    @property
+    def guided(self) -> list[str]:
+        """The guided comparisons' names, one per guidance scale."""
+        return [guided_role(i) for i in range(len(self.params.guidance_scales))]
 
     @property
     def model_calls(self) -> int:
@@ -314,12 +344,17 @@ def run(params: Params, *, progress: bool = False) -> Result:
 
 
 # ===================================================================== rendering
+def _scale(result: Result, testbed: str) -> float:
+    """The guidance scale of a guided comparison."""
+    return float(result.params.guidance_scales[result.guided.index(testbed)])
+
+
 def _label(result: Result, testbed: str) -> str:
     p = result.params
     if testbed == "main":
-        return p.model if p.model in ("digits", "digits-cond") else "your checkpoint"
-    if testbed == "guided":
-        return f"{p.guided_model} (guided, w = {p.guidance_scale:g})"
+        return p.model if p.model in known_testbeds() else "your checkpoint"
+    if testbed in result.guided:
+        return f"{p.guided_model} (guided, w = {_scale(result, testbed):g})"
     return p.mixture_testbed
 
 
@@ -380,6 +415,33 @@ def figure_differences(result: Result, testbed: str = "main", metric: str | None
         xlabel="K (levels)",
         ylabel=f"VRG − baseline\n{METRIC_NAMES[metric]}",
         zero_line=True,
+    )
+
+
+def figure_guided(result: Result) -> Any:
+    """VRG − baseline on the guided model, one row per guidance scale and one panel per sampler,
+    one colour per baseline, with 95% paired bootstrap intervals."""
+    frames = []
+    for tb in result.guided:
+        rows = result.rows(tb, result.comparisons[tb].set_metric).copy()
+        rows["guidance"] = f"w = {_scale(result, tb):g}"
+        frames.append(rows)
+    rows = pd.concat(frames, ignore_index=True)
+    rows["sampler"] = rows.sampler.map(lambda s: FAMILY.get(s, s))
+    metric = result.comparisons["guided"].set_metric
+    return interval_grid(
+        rows,
+        x="K",
+        y="difference",
+        low="ci_low",
+        high="ci_high",
+        col="sampler",
+        row="guidance",
+        hue="baseline",
+        xlabel="K (levels)",
+        ylabel=f"VRG − baseline\n{METRIC_NAMES[metric]}",
+        zero_line=True,
+        titles="{row_name}, {col_name}",
     )
 
 
@@ -479,7 +541,9 @@ class Summary:
     mixture_samples: int
     gamma: float
     reg_lambda: float
-    guidance_scale: float
+    guided_model_name: str
+    guidance_scales: str
+    guided_text: str
     reference_steps: int
     total_calls: int
     n_configs: int
@@ -522,6 +586,22 @@ def few_steps_verdict(result: Result) -> str:
     ).verdict
 
 
+def _guided_text(result: Result) -> str:
+    """One clause per guidance scale: how often VRG was better, inconclusive and worse on the
+    guided model's set metric."""
+    parts = []
+    for tb in result.guided:
+        rows = result.rows(tb, result.comparisons[tb].set_metric)
+        n = {
+            v: int((rows.verdict == v).sum()) for v in ("supported", "inconclusive", "contradicted")
+        }
+        parts.append(
+            f"at w = {_scale(result, tb):g} VRG is better in {n['supported']}, inconclusive in "
+            f"{n['inconclusive']} and worse in {n['contradicted']} of {len(rows)}"
+        )
+    return "; ".join(parts)
+
+
 def summary(result: Result) -> Summary:
     p = result.params
     main = result.comparisons["main"]
@@ -531,7 +611,7 @@ def summary(result: Result) -> Summary:
     cpe_down = d[d["CPE VRG"] < d["CPE baseline"]]
     counts: dict[str, int] = {}
     c = _counts(result)
-    for tb in TESTBEDS:
+    for tb in result.testbeds:
         for m in result.metrics(tb):
             key = "set" if m == result.comparisons[tb].set_metric else m
             for v in ("supported", "inconclusive", "contradicted"):
@@ -550,7 +630,9 @@ def summary(result: Result) -> Summary:
         mixture_samples=p.mixture_samples,
         gamma=p.gamma,
         reg_lambda=p.reg_lambda,
-        guidance_scale=p.guidance_scale,
+        guided_model_name=p.guided_model,
+        guidance_scales=" and ".join(f"{w:g}" for w in p.guidance_scales),
+        guided_text=_guided_text(result),
         reference_steps=p.reference_steps,
         total_calls=result.model_calls,
         n_configs=int(len(result.table)),
@@ -586,15 +668,14 @@ def summary(result: Result) -> Summary:
 
 def _scope(result: Result, testbed: str, rows: pd.DataFrame) -> tuple[str, str]:
     """A finding's ``model`` and ``size``: the testbed of one of the chapter's comparisons
-    (``"main"``, ``"guided"``, ``"exact"``; :meth:`Params.configs`), its samples and seeds, and
+    (``"main"``, a guided one, ``"exact"``; :meth:`Params.configs`), its samples and seeds, and
     the samplers, baselines and K of the judged ``rows`` the finding sums up."""
     p = result.params
     cfg = p.configs()[testbed]
-    note = {
-        "main": "",
-        "guided": f"classifier-free guidance, w = {p.guidance_scale:g}",
-        "exact": "errors against the exact ODE",
-    }[testbed]
+    if testbed in result.guided:
+        note = f"classifier-free guidance, w = {_scale(result, testbed):g}"
+    else:
+        note = {"main": "", "exact": "errors against the exact ODE"}[testbed]
     samplers = list(dict.fromkeys(rows.sampler))
     size = size_text(
         p,
@@ -678,14 +759,17 @@ def findings(result: Result) -> list[Finding]:
             min(p.steps),
             "logsnr_uniform",
         ),
-        finding(
-            "guidance",
-            "guided",
-            result.comparisons["guided"].set_metric,
-            list(p.guided_samplers),
-            f"guided {p.guided_model} (w = {p.guidance_scale:g})",
-            k_head,
-            "logsnr_uniform",
+        *(
+            finding(
+                "guidance",
+                tb,
+                result.comparisons[tb].set_metric,
+                list(p.guided_samplers),
+                f"guided {p.guided_model} (w = {_scale(result, tb):g})",
+                k_head,
+                "logsnr_uniform",
+            )
+            for tb in result.guided
         ),
     ]
     iv = result.few_steps
