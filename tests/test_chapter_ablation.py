@@ -13,6 +13,7 @@ import torch
 
 from vrg_analysis.core.trajectories import time_uniform
 from vrg_analysis.studies import ablation as chapter
+from vrg_analysis.studies.claims import CLAIM_WORDS
 from vrg_analysis.testbeds import make_testbed
 from vrg_analysis.vrg.objective import ratio_bounds
 
@@ -92,7 +93,7 @@ def test_claim_and_finding(result: chapter.Result) -> None:
     assert f.model.startswith(f"{p.testbed} (digits-unet: ")
     assert f.size.startswith(f"{p.n_samples} samples per arm × {len(p.seeds)} seeds, K=4")
     assert f.size.endswith("custom parameters")
-    assert f.verdict_text == f"{f.verdict} on {p.testbed}, custom parameters"
+    assert f.verdict_text == f"{CLAIM_WORDS[f.verdict]} on {p.testbed} at custom size"
 
 
 def _line(rows: list[tuple[float, float, float, str]]) -> pd.DataFrame:

@@ -53,7 +53,7 @@ def test_sweep_and_findings(result: chapter.Result) -> None:
     assert f.model.startswith(f"official CIFAR-10 error profile ({chapter.PROFILE_FILE}")
     assert f.size.startswith("K=10, exact CPE of one trajectory") and "no sampling" in f.size
     assert f.size.endswith("custom parameters")  # mlp_epochs=3 is neither quick nor full
-    assert f.verdict_text == "supported on official CIFAR-10 error profile, custom parameters"
+    assert f.verdict_text == "reproduced on official CIFAR-10 error profile at custom size"
 
 
 def test_the_parameter_set_is_named(official_dir: Path) -> None:

@@ -75,7 +75,8 @@ def test_summary_and_findings(result: chapter.Result) -> None:
     assert "w = 2," not in guided.model and "w = 2)" in guided.model  # the scale, in full
     assert "w = 3)" in guided2.model
     assert s.guidance_scales == "2 and 3"
-    assert s.guided_text.startswith("at w = 2 VRG is better in ") and "; at w = 3 VRG" in s.guided_text
+    assert s.guided_text.startswith("at w = 2 VRG is better in ")
+    assert "; at w = 3 VRG" in s.guided_text
     assert guided.size.startswith(f"{p.guided_samples} samples per arm × 3 seeds")
     assert by[("ddim-fid", p.model)].size.split(", ")[2] == "ddim × 2 baseline(s)"
     assert by[("other-samplers-fid", p.model)].size.split(", ")[2] == "dpm_solver_2 × 2 baseline(s)"

@@ -26,6 +26,7 @@ from vrg_analysis.studies.claims import (
     page_summary,
     params_label,
     read_findings,
+    scoped_verdict,
     size_text,
     write_findings,
 )
@@ -128,10 +129,17 @@ def test_an_old_csv_without_the_scope_columns_is_refused_naming_file_and_column(
 
 def test_the_verdict_is_shown_with_its_scope() -> None:
     f = _finding(verdict="contradicted")
-    assert f.scope == "digits, quick CI parameters"
-    assert f.verdict_text == "contradicted on digits, quick CI parameters"
+    assert f.scope == "digits at quick CI size"
+    assert f.verdict_text == "not reproduced (the opposite measured) on digits at quick CI size"
     g = _finding(model="official CIFAR-10 error profile (a (nested) file)", size="K=10, custom")
-    assert g.verdict_text == "mixed on official CIFAR-10 error profile"
+    assert g.verdict_text == "reproduced in part on official CIFAR-10 error profile"
+    full = _finding(verdict="supported", model="fashion (f)", size="500 × 3, full parameter set")
+    assert full.verdict_text == "reproduced on fashion at full size"
+    assert _finding(verdict="inconclusive").verdict_text == "not settled on digits at quick CI size"
+    with pytest.raises(ValueError, match="needs its scope"):
+        scoped_verdict("supported", " ")
+    with pytest.raises(ValueError, match="unknown verdict 'holds'"):
+        scoped_verdict("holds", "digits")
 
 
 def test_describe_testbed_names_the_testbed_and_its_checkpoint() -> None:
@@ -207,13 +215,25 @@ def test_claim_rows_aggregate_findings_and_audits() -> None:
     rows = {
         r.claim.id: r
         for r in claim_rows(
-            fs, _audit_summary({"zero-mean": "supported", "transfer": "contradicted"})
+            fs,
+            _audit_summary(
+                {
+                    "zero-mean": "supported",
+                    "independence": "supported",
+                    "independence (consequence)": "contradicted",
+                    "transfer": "contradicted",
+                }
+            ),
         )
     }
     assert rows["ddim-fid"].verdict == "mixed" and len(rows["ddim-fid"].findings) == 2
     assert rows["cpe-reduction"].verdict == "supported"
-    # the assumptions claim is a conjunction: one contradicted audit contradicts it
-    assert rows["assumptions"].verdict == "contradicted" and len(rows["assumptions"].audits) == 2
+    # each assumption has its own row, judged by its own audits as a conjunction
+    assert rows["assumption-zero-mean"].verdict == "supported"
+    assert rows["assumption-transfer"].verdict == "contradicted"
+    independence = rows["assumption-independence"]
+    assert independence.verdict == "contradicted" and len(independence.audits) == 2
+    assert rows["assumption-gaussian"].verdict == "not measured"
     assert rows["cheap"].verdict == "not measured"
     s = page_summary(list(rows.values()))
     assert s.n_claims == len(CLAIMS) and s.n_findings == 3
@@ -238,27 +258,37 @@ def test_claims_html_shows_where_each_verdict_was_measured(tmp_path: Path) -> No
             size="24 samples per arm × 3 seeds, K=4, full parameter set",
         ),
     ]
-    rows = claim_rows(fs, {"zero-mean": {"verdict": "supported", "contradicted": 0, "tests": 3}})
+    zero = {"verdict": "supported", "contradicted": 0, "tests": 3, "sources": "digits-unet"}
+    gauss = {"verdict": "contradicted", "contradicted": 2, "tests": 3, "sources": ""}
+    rows = claim_rows(fs, {"zero-mean": zero, "gaussianity": gauss})
     page = claims_html(rows, tmp_path)
     assert "<th>measured on</th>" in page
     # the measured-on cell: the model (escaped) and the size
     assert f"<td>{MODEL}<br><small>{SIZE}</small></td>" in page
     assert "mixture-2d-mlp &lt;MLP&gt;" in page
     # the badge carries the scope; the verdict alone is never the badge's whole text
-    assert ">contradicted on digits, quick CI parameters</td>" in page
     red = VERDICT_COLOURS["contradicted"]
-    assert f'background:{red};color:white;font-weight:bold">contradicted on digits' in page
-    assert ">supported on mixture-2d, full parameter set</td>" in page
-    assert ">contradicted</td>" not in page and ">supported</td>" not in page
-    # the overall verdict names every model and parameter set behind it, the full-size first
-    assert (
-        "overall: mixed on mixture-2d and digits, full parameter set / quick CI parameters" in page
-    )
-    # an audit line is marked as such, and the badge's colour is still keyed by the verdict
-    assert ">supported (audit)</td>" in page
-    assert "overall: supported (audit verdicts)" in page
+    badge = f'background:{red};color:white;font-weight:bold">'
+    assert f"{badge}not reproduced (the opposite measured) on digits at quick CI size</td>" in page
+    assert ">reproduced on mixture-2d at full size</td>" in page
+    for bare in ("supported", "contradicted", "mixed", "inconclusive"):
+        assert f">{bare}</td>" not in page and f">{bare} on " not in page
+    # the overall verdict names every model and size behind it, the full-size first
+    overall = "reproduced in part on mixture-2d and digits at full size / quick CI size"
+    assert f"overall: {overall}" in page
+    # an audit line says what it audited; the badge's colour is still keyed by the verdict
+    assert ">holds on digits-unet (audit)</td>" in page
+    assert "overall: holds on digits-unet (audit verdicts)" in page
+    assert f"{badge}violated on the audited models (audit)</td>" in page
+    # Gaussianity is marked as not needed by CPE
+    assert "(audit verdicts); not needed by CPE, which uses only the error variances" in page
     s = page_summary(rows)
     assert s.n_findings == 2 and s.counts["n_mixed"] == 1
+
+
+def test_an_audit_that_tests_no_claim_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"audit\(s\) \['normality'\] test no claim"):
+        claim_rows([], _audit_summary({"normality": "supported"}))
 
 
 def test_claims_page_refuses_missing_inputs(tmp_path: Path) -> None:

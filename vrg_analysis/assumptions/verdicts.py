@@ -134,7 +134,8 @@ def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
     """Per audit: counts of each verdict, the overall verdict (:func:`~vrg_analysis.evaluation.
     stats.aggregate` as a conjunction: contradicted if any test is, supported if all are, mixed or
     inconclusive otherwise) and the effect furthest beyond its tolerance
-    (:attr:`AuditResult.excess`)."""
+    (:attr:`AuditResult.excess`), and what was audited (``sources``: the distinct
+    :attr:`AuditResult.source` values, ``"; "``-joined)."""
     by: dict[str, list[AuditResult]] = {}
     for r in results:
         by.setdefault(r.audit, []).append(r)
@@ -153,6 +154,7 @@ def summarize(results: Iterable[AuditResult]) -> dict[str, dict[str, object]]:
             "excess": worst.excess,
             "at": worst.scope,
             "method": worst.method,
+            "sources": "; ".join(sorted({r.source for r in rows if r.source})),
         }
     return out
 

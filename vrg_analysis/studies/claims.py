@@ -44,6 +44,8 @@ __all__ = [
     "CUSTOM_PARAMETERS",
     "describe_testbed",
     "evidence_order",
+    "CLAIM_WORDS",
+    "scoped_verdict",
     "params_label",
     "size_text",
     "write_findings",
@@ -66,11 +68,15 @@ FINDING_VERDICTS: tuple[str, ...] = AGGREGATES
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper with the published numbers behind it."""
+    """One claim of the paper with the published numbers behind it. An assumption's claim lists the
+    ``audits`` (:mod:`vrg_analysis.assumptions` audit names) that test it, and says whether CPE
+    (Eq. 10) needs it: CPE uses only the error variances, so Gaussianity is not needed."""
 
     id: str
     statement: str
     published: str
+    audits: tuple[str, ...] = ()
+    needed_by_cpe: bool = True
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -112,10 +118,37 @@ CLAIMS: tuple[Claim, ...] = (
         "image MSE against a 200-step solve falls with VRG",
     ),
     Claim(
-        "assumptions",
-        "The prediction error is zero-mean Gaussian, independent across steps, and the training "
-        "error stands in for the error along the sampling path.",
-        "assumed (Sec. 3), not tested in the paper",
+        "assumption-zero-mean",
+        "Assumption: the noise-prediction error has zero mean at every noise level.",
+        "assumed (Sec. 3); the paper shows histograms of the prediction error, centred on zero",
+        audits=("zero-mean",),
+    ),
+    Claim(
+        "assumption-gaussian",
+        "Assumption: the noise-prediction error is Gaussian.",
+        "assumed (Sec. 3); the paper shows histograms of the prediction error. Not needed by CPE, "
+        "which uses only the error variances",
+        audits=("gaussianity",),
+        needed_by_cpe=False,
+    ),
+    Claim(
+        "assumption-isotropy",
+        "Assumption: one variance per noise level describes the error (the scalar profile w).",
+        "implied by the scalar profile of Algorithm 1; not tested in the paper",
+        audits=("isotropy",),
+    ),
+    Claim(
+        "assumption-independence",
+        "Assumption: the errors at different steps of a sampling path are independent.",
+        "assumed in Eq. 10; not tested in the paper",
+        audits=("independence", "independence (consequence)"),
+    ),
+    Claim(
+        "assumption-transfer",
+        "Assumption: the error on training data stands in for the error along the sampling path.",
+        "the paper shows the error on training and held-out data; the error along the sampling "
+        "path is not measured there",
+        audits=("transfer",),
     ),
     Claim(
         "cheap",
@@ -165,13 +198,14 @@ class Finding:
     @property
     def scope(self) -> str:
         """The short scope a verdict is shown with: the model's name(s) without the details in
-        parentheses, and the parameter set (``"digits, quick CI parameters"``)."""
+        parentheses, and the size of the parameter set (``"digits at quick CI size"``)."""
         return _scope(self.model, [self.size])
 
     @property
     def verdict_text(self) -> str:
-        """The verdict with its scope: ``"contradicted on digits, quick CI parameters"``."""
-        return f"{self.verdict} on {self.scope}"
+        """The verdict in the claim's words with its scope (:func:`scoped_verdict`), e.g.
+        ``"not reproduced on digits at quick CI size"``: never a bare verdict."""
+        return scoped_verdict(self.verdict, self.scope)
 
 
 #: The scope fields and what each must name (for the error message).
@@ -208,8 +242,51 @@ def _params_words(sizes: Iterable[str]) -> list[str]:
     return out
 
 
+#: How a claim's verdict reads on the claims page: the engine's verdict (supported, contradicted,
+#: mixed, inconclusive) in the words of reproducing a paper's claim.
+CLAIM_WORDS: dict[str, str] = {
+    "supported": "reproduced",
+    "contradicted": "not reproduced (the opposite measured)",
+    "mixed": "reproduced in part",
+    "inconclusive": "not settled",
+    "not measured": "not measured",
+}
+#: The same for an assumption, judged by the audits.
+ASSUMPTION_WORDS: dict[str, str] = {
+    "supported": "holds",
+    "contradicted": "violated",
+    "mixed": "holds in part",
+    "inconclusive": "not settled",
+    "not measured": "not audited",
+}
+
+
+def scoped_verdict(verdict: str, scope: str) -> str:
+    """A claim's verdict in words (:data:`CLAIM_WORDS`) with where it was measured:
+    ``"not reproduced (the opposite measured) on digits at quick CI size"``. The scope is
+    required: a verdict on the paper's claim is never shown without the model and size behind
+    it."""
+    if verdict not in CLAIM_WORDS:
+        raise ValueError(f"unknown verdict {verdict!r}; expected one of {list(CLAIM_WORDS)}")
+    if not scope.strip():
+        raise ValueError(f"the verdict {verdict!r} needs its scope (model and size)")
+    return f"{CLAIM_WORDS[verdict]} on {scope}"
+
+
+#: A parameter set's label (:func:`params_label`) as the size a verdict was measured at.
+def _size_word(label: str) -> str:
+    if label == QUICK_PARAMETERS:
+        return "quick CI size"
+    if label == CUSTOM_PARAMETERS:
+        return "custom size"
+    name = label.removesuffix(" parameter set")
+    return "full size" if name == "full" else f"'{name}' size"
+
+
 def _scope(model: str | Iterable[str], sizes: Iterable[str]) -> str:
-    """``"<model names>, <parameter sets>"`` for one finding or several."""
+    """``"<model names> at <sizes>"`` for one finding or several (``"fashion at full size"``,
+    ``"digits and mixture-2d at full size / quick CI size"``); the model names alone where the
+    sizes name no parameter set."""
     models = [model] if isinstance(model, str) else list(model)
     names: list[str] = []
     for m in models:
@@ -217,8 +294,8 @@ def _scope(model: str | Iterable[str], sizes: Iterable[str]) -> str:
         if short not in names:
             names.append(short)
     text = " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
-    words = _params_words(sizes)
-    return f"{text}, {' / '.join(words)}" if words else text
+    words = [_size_word(w) for w in _params_words(sizes)]
+    return f"{text} at {' / '.join(words)}" if words else text
 
 
 # ===================================================================== scope texts
@@ -434,12 +511,19 @@ class Params:
 
 @dataclass(frozen=True)
 class AuditLine:
-    """One audit's verdict on the assumptions claim."""
+    """One audit's verdict on an assumption's claim, with what it audited (``sources``)."""
 
     audit: str
     verdict: str
     contradicted: int
     tests: int
+    sources: str = ""
+
+    @property
+    def verdict_text(self) -> str:
+        """``"violated on digits-unet on training data, vs eps (audit)"``."""
+        where = self.sources or "the audited models"
+        return f"{ASSUMPTION_WORDS[self.verdict]} on {where} (audit)"
 
 
 @dataclass(frozen=True)
@@ -480,23 +564,36 @@ def evidence_order(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def claim_rows(findings: Iterable[Finding], audit_summary: dict[str, dict]) -> list[ClaimRow]:
-    """Every claim of :data:`CLAIMS` with its findings and, for the assumptions claim, the audits'
-    verdicts (``audit_summary``: :func:`~vrg_analysis.assumptions.verdicts.summarize` of the
-    verdict tables). The overall verdict is :func:`~vrg_analysis.evaluation.stats.aggregate` of the
-    findings' verdicts; the assumptions claim is a conjunction (one contradicted audit contradicts
-    it)."""
+    """Every claim of :data:`CLAIMS` with its findings (in :func:`evidence_order`) and, for an
+    assumption's claim, the verdicts of the audits that test it (``audit_summary``:
+    :func:`~vrg_analysis.assumptions.verdicts.summarize` of the verdict tables; an audit that no
+    claim lists is refused, naming it). The overall verdict is
+    :func:`~vrg_analysis.evaluation.stats.aggregate` of the findings' verdicts; an assumption's is
+    a conjunction of its audits' (one contradicted audit contradicts it)."""
     found = list(findings)
+    listed = {a for c in CLAIMS for a in c.audits}
+    unknown = sorted(set(audit_summary) - listed)
+    if unknown:
+        raise ValueError(
+            f"audit(s) {unknown} test no claim of the claims page; known audits: {sorted(listed)}"
+        )
     rows = []
     for claim in CLAIMS:
         mine = tuple(evidence_order(f for f in found if f.claim == claim.id))
-        audits: tuple[AuditLine, ...] = ()
+        audits = tuple(
+            AuditLine(
+                a,
+                str(s["verdict"]),
+                int(s["contradicted"]),
+                int(s["tests"]),
+                str(s.get("sources", "")),
+            )
+            for a, s in audit_summary.items()
+            if a in claim.audits
+        )
         verdicts = [f.verdict for f in mine]
         conjunction = False
-        if claim.id == "assumptions" and audit_summary:
-            audits = tuple(
-                AuditLine(a, str(s["verdict"]), int(s["contradicted"]), int(s["tests"]))
-                for a, s in audit_summary.items()
-            )
+        if audits:
             verdicts = [a.verdict for a in audits]
             conjunction = True
         verdict = aggregate(verdicts, conjunction=conjunction) if verdicts else "not measured"
@@ -515,8 +612,10 @@ def _value_text(f: Finding) -> str:
 def claims_html(rows: Iterable[ClaimRow], book_dir: str | Path) -> str:
     """The claims table as HTML: each claim with its published numbers and every finding on it
     (what it measured on, the value with its interval, seeds, chapter link, verdict badge). A
-    badge is coloured by the verdict and says where it holds ("contradicted on digits, quick CI
-    parameters"); the overall verdict names the models and parameter sets of its findings."""
+    badge is coloured by the verdict and says it in the claim's words with where it was measured
+    ("not reproduced (the opposite measured) on digits at quick CI size", :func:`scoped_verdict`;
+    an assumption's: "violated on ... (audit)"); the overall verdict names the models and sizes of
+    its findings, and an assumption CPE does not need is marked so."""
     folder = Path(book_dir)
 
     def link(chapter: str) -> str:
@@ -551,24 +650,29 @@ def claims_html(rows: Iterable[ClaimRow], book_dir: str | Path) -> str:
         ]
         items += [
             (
-                f"audit <b>{html.escape(a.audit)}</b>: {html.escape(a.verdict)} "
-                f"({a.contradicted} of {a.tests} tests contradicted)",
-                "the audited models: see the audit scorecard",
+                f"audit <b>{html.escape(a.audit)}</b>: {a.contradicted} of {a.tests} tests "
+                "contradict the assumption",
+                html.escape(a.sources or "the audited models: see the audit scorecard"),
                 "",
                 "",
                 link("scorecard"),
                 a.verdict,
-                f"{a.verdict} (audit)",
+                a.verdict_text,
             )
             for a in r.audits
         ]
         if not items:
             items = [("not measured in this build", "", "", "", "", "not measured", "not measured")]
-        overall = r.verdict
         if r.audits:  # the verdict is the audits' (claim_rows), not the findings'
-            overall += " (audit verdicts)"
+            where = "; ".join(dict.fromkeys(a.sources or "the audited models" for a in r.audits))
+            overall = f"{ASSUMPTION_WORDS[r.verdict]} on {where} (audit verdicts)"
         elif r.findings:
-            overall += " on " + _scope([f.model for f in r.findings], [f.size for f in r.findings])
+            scope = _scope([f.model for f in r.findings], [f.size for f in r.findings])
+            overall = scoped_verdict(r.verdict, scope)
+        else:
+            overall = "not measured in this build"
+        if not r.claim.needed_by_cpe:
+            overall += "; not needed by CPE, which uses only the error variances"
         for i, (text, where, value, seeds, chapter, verdict, shown) in enumerate(items):
             parts.append("<tr>")
             if i == 0:
