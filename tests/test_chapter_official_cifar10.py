@@ -43,11 +43,14 @@ def test_sweep_and_findings(result: chapter.Result) -> None:
     assert (sw["VRG %"] > sw["VRG start held %"]).all()
     s = chapter.summary(result)
     assert s.sweep_all_converged == "True"
-    # the paper's published check, time-uniform K = 10: 0.430 -> 0.386 on the official profile
+    # the official time-uniform file at K = 10: 0.430 -> 0.386 on the official profile
     assert round(s.uniform10_before, 3) == 0.430 and round(s.uniform10_after, 3) == 0.386
+    # the paper's published check (0.327 -> 0.191) belongs to the half-step-offset uniform grid
+    assert round(s.offset10_before, 5) == 0.32715 and s.offset10_after < s.offset10_before
     (f,) = chapter.findings(result)
-    assert f.claim == "cpe-reduction" and f.verdict == "supported" == s.uniform10_verdict
-    assert "0.430 -> 0.386" in f.finding and "0.327 -> 0.191" in f.finding
+    assert f.claim == "cpe-reduction" and f.verdict == "supported" == s.offset10_verdict
+    assert "CPE 0.32715 -> " in f.finding and "0.327 -> 0.191" in f.finding
+    assert "its baseline value is reproduced" in f.finding and "0.430 -> 0.386" in f.finding
     # the scope: the official profile file the parameters' folder holds, one exact trajectory
     assert (Path(result.params.reference_dir) / chapter.PROFILE_FILE).is_file()
     assert f.model.startswith(f"official CIFAR-10 error profile ({chapter.PROFILE_FILE}")

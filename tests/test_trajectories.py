@@ -14,6 +14,9 @@ from vrg_analysis import (
     read_official_trajectory,
     time_quadratic,
 )
+from vrg_analysis.core.cpe import cumulative_prediction_error
+from vrg_analysis.core.profile import read_official_profile
+from vrg_analysis.core.trajectories import time_uniform, time_uniform_offset
 
 SCHED = NoiseSchedule.linear()
 # The files print 8 decimals; at alpha_bar ~ 4e-5 that rounding alone is ~1.2e-4 relative, so the
@@ -140,3 +143,31 @@ def test_dpm_solver_levels_checks_its_arguments_and_groups_like_the_sampler():
     assert samplers.singlestep_groups(levels.K, 3) == [3, 3, 3, 1]
     lam = levels.lambda_
     np.testing.assert_allclose(np.diff(lam[:9]), np.diff(lam[:9])[0], rtol=1e-9)
+
+
+def test_time_uniform_offset_is_the_half_step_shifted_integer_grid():
+    traj = time_uniform_offset(SCHED, 10)
+    t = np.arange(949, 0, -100)  # 949, 849, ..., 49
+    np.testing.assert_allclose(traj.alpha_bar, np.asarray(SCHED.alphas_cumprod)[t], rtol=1e-12)
+    assert traj.name == "time_uniform_offset"
+    np.testing.assert_array_equal(
+        baseline("time_uniform_offset", SCHED, 10).alpha_bar, traj.alpha_bar
+    )
+    # the centres of the K blocks also when K does not divide N: 1000 / 3 -> 165, 499, 832
+    np.testing.assert_allclose(
+        time_uniform_offset(SCHED, 3).alpha_bar,
+        np.asarray(SCHED.alphas_cumprod)[[832, 499, 165]],
+        rtol=1e-12,
+    )
+    with pytest.raises(ValueError, match="needs num_steps <= 1000"):
+        time_uniform_offset(SCHED, 1001)
+
+
+def test_the_papers_uniform_baseline_cpe_is_the_offset_grids(official_dir):
+    """The paper's uniform K = 10 CPE 0.327 is the half-step-offset grid's on the official
+    profile (0.32715); the official time-uniform file's is 0.430."""
+    prof = read_official_profile(official_dir / "MSE_vs_alpha_bar_cifar10.txt")
+    offset = cumulative_prediction_error(time_uniform_offset(SCHED, 10), prof, outside="clamp")
+    uniform = cumulative_prediction_error(time_uniform(SCHED, 10), prof, outside="clamp")
+    assert round(offset, 5) == 0.32715 and round(offset, 3) == 0.327
+    assert round(uniform, 3) == 0.430

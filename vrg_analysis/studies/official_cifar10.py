@@ -169,6 +169,7 @@ class Result:
     mlp: OptimizationResult = field(repr=False)
     sweep: pd.DataFrame = field(repr=False)
     uniform10: OptimizationResult = field(repr=False)
+    offset10: OptimizationResult = field(repr=False)
     reported: tuple[float, float] | None = None
 
     @property
@@ -223,6 +224,13 @@ def run(params: Params) -> Result:
     uniform10 = optimize_trajectory(
         baseline("time_uniform", NoiseSchedule.linear(), 10), profile, gamma=g, reg_lambda=lam
     )
+    # the trajectory the paper's uniform K = 10 check (0.327 -> 0.191) belongs to
+    offset10 = optimize_trajectory(
+        baseline("time_uniform_offset", NoiseSchedule.linear(), 10),
+        profile,
+        gamma=g,
+        reg_lambda=lam,
+    )
     return Result(
         params=params,
         profile=profile,
@@ -233,6 +241,7 @@ def run(params: Params) -> Result:
         mlp=mlp,
         sweep=_sweep(params, profile),
         uniform10=uniform10,
+        offset10=offset10,
         reported=reported_cpe(ref / OPTIMISED_FILE),
     )
 
@@ -374,6 +383,10 @@ class Summary:
     uniform10_after: float
     uniform10_reduction: float
     uniform10_verdict: str
+    offset10_before: float
+    offset10_after: float
+    offset10_reduction: float
+    offset10_verdict: str
     paper_before: float
     paper_after: float
 
@@ -406,6 +419,10 @@ def summary(result: Result) -> Summary:
         uniform10_after=u.cpe_final,
         uniform10_reduction=100 * u.cpe_reduction,
         uniform10_verdict=_cpe_verdict(u),
+        offset10_before=result.offset10.cpe_initial,
+        offset10_after=result.offset10.cpe_final,
+        offset10_reduction=100 * result.offset10.cpe_reduction,
+        offset10_verdict=_cpe_verdict(result.offset10),
         paper_before=PAPER_CHECK[0],
         paper_after=PAPER_CHECK[1],
     )
@@ -417,36 +434,41 @@ def _cpe_verdict(res: OptimizationResult) -> str:
 
 
 def findings(result: Result) -> list[Finding]:
-    """The chapter's finding for the claims page: the paper's published check (time-uniform K =
-    10 on the CIFAR-10 profile, CPE 0.327 -> 0.191) against the official profile. Never empty."""
-    p, u = result.params, result.uniform10
+    """The chapter's finding for the claims page: the paper's published check (uniform K = 10 on
+    the CIFAR-10 profile, CPE 0.327 -> 0.191), recomputed on the trajectory it belongs to, the
+    half-step-offset uniform grid (t = 949, ..., 49: :func:`~vrg_analysis.core.trajectories.
+    time_uniform_offset`), with the official time-uniform file's numbers beside it. Never
+    empty."""
+    p, u, o = result.params, result.uniform10, result.offset10
     before, after = PAPER_CHECK
     return [
         Finding(
             claim="cpe-reduction",
             chapter=CHAPTER,
             finding=(
-                f"official CIFAR-10 profile, time-uniform K=10: CPE {u.cpe_initial:.3f} -> "
-                f"{u.cpe_final:.3f} ({100 * u.cpe_reduction:.0f}% lower) with VRG (gamma "
+                "official CIFAR-10 profile, uniform K=10 offset by half a step (t = 949 ... 49), "
+                f"the trajectory of the paper's check: CPE {o.cpe_initial:.5f} -> "
+                f"{o.cpe_final:.3f} ({100 * o.cpe_reduction:.0f}% lower) with VRG (gamma "
                 f"{p.gamma:g}, lambda {p.reg_lambda:g}, exact solver). The paper reports "
                 f"{before:.3f} -> {after:.3f} ({100 * (1 - after / before):.0f}%): its baseline "
-                "value is not reproduced from the official profile, and its reduction is larger "
-                "than the official defaults give"
+                "value is reproduced, its cut is larger than the official defaults give. The "
+                f"official time-uniform file (t = 999 ...): {u.cpe_initial:.3f} -> "
+                f"{u.cpe_final:.3f}"
             ),
-            value=float(u.cpe_final),
+            value=float(o.cpe_final),
             ci_low=float("nan"),
             ci_high=float("nan"),
-            verdict=_cpe_verdict(u),  # type: ignore[arg-type]
+            verdict=_cpe_verdict(o),  # type: ignore[arg-type]
             model=(
                 f"official CIFAR-10 error profile ({PROFILE_FILE}, the VRG authors' published file)"
             ),
             size=size_text(
                 p,
                 CHAPTER,
-                steps=[u.initial.K],
+                steps=[o.initial.K],
                 detail=(
-                    f"exact CPE of one trajectory (time-uniform, {len(result.profile.alpha_bar)} "
-                    "profiled levels), no sampling"
+                    "exact CPE of one trajectory (uniform, half-step offset, "
+                    f"{len(result.profile.alpha_bar)} profiled levels), no sampling"
                 ),
             ),
         )

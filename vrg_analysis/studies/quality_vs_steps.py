@@ -67,8 +67,9 @@ __all__ = [
 ]
 
 CHAPTER = "quality_vs_steps"
-#: The chapter's comparisons by role, with one guided comparison per guidance scale: ``"guided"``
-#: at the first scale, ``"guided2"``, ``"guided3"``, ... at the next (:meth:`Params.configs`).
+#: The chapter's comparisons by role at one guidance scale (the default). With several scales
+#: there is one guided comparison per scale, ``"guided"``, ``"guided2"``, ... (:func:`guided_role`,
+#: :meth:`Params.configs`); :attr:`Result.testbeds` lists a run's.
 TESTBEDS: tuple[str, ...] = ("main", "guided", "exact")
 
 
