@@ -31,6 +31,7 @@ from vrg_analysis.assumptions.independence import (
     distance_correlation_test,
     independence_audit,
     permutation_correlation_test,
+    permutations_for_family,
     step_correlation_matrix,
 )
 from vrg_analysis.assumptions.samples import errors_along_path, errors_on_data
@@ -225,3 +226,27 @@ def test_excess_puts_effects_in_tolerance_units_and_ranks_the_summary():
     s = summarize([kurt, w1, ratio])
     assert s["gaussianity"]["at"] == "d" and s["gaussianity"]["method"] == "ad"
     assert s["transfer"]["excess"] == pytest.approx(2.0)
+
+
+def test_permutations_are_sized_so_a_large_family_can_reach_violated():
+    assert permutations_for_family(499, 9) == 499  # K = 10: 9 step pairs, the default suffices
+    assert permutations_for_family(499, 40) == 1599  # 1 / (B + 1) = 0.000625 <= 0.05 / 40 / 2
+    for m in (1, 9, 25, 26, 60):
+        b = permutations_for_family(499, m)
+        assert 1.0 / (b + 1) <= 0.05 / m / 2 and b >= 499
+    with pytest.raises(ValueError, match="family_size >= 1"):
+        permutations_for_family(499, 0)
+    # a path of 41 steps (40 pairs) with a strong planted step correlation is judged violated
+    rng = np.random.default_rng(0)
+    e = np.empty((41, 60, 1))
+    e[0] = rng.standard_normal((60, 1))
+    for k in range(1, 41):
+        e[k] = 0.9 * e[k - 1] + np.sqrt(1 - 0.81) * rng.standard_normal((60, 1))
+    levels = np.linspace(0.01, 0.99, 41)
+    sample = ErrorSample(e, levels, "planted", "planted", paired=True)
+    res = independence_audit(sample, permutations=499, bootstrap=50)
+    perm = [r for r in res if r.method.startswith("permutation test of R")]
+    dcor = [r for r in res if r.method.startswith("distance correlation")]
+    assert len(perm) == len(dcor) == 40 and all(r.method.endswith("(1599 perms)") for r in perm)
+    assert [r.verdict for r in perm].count("contradicted") >= 30
+    assert [r.verdict for r in dcor].count("contradicted") >= 30

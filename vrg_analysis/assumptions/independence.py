@@ -39,6 +39,7 @@ __all__ = [
     "CovarianceCPE",
     "cpe_with_step_covariance",
     "independence_audit",
+    "permutations_for_family",
 ]
 
 
@@ -198,6 +199,17 @@ def cpe_with_step_covariance(
     return CovarianceCPE(indep, cov, cov / indep, (float(lo), float(hi)), c)
 
 
+def permutations_for_family(permutations: int, family_size: int, alpha: float = 0.05) -> int:
+    """The number of permutations a test family of ``family_size`` tests needs, at least
+    ``permutations``: enough that the smallest attainable p-value, ``1 / (B + 1)``, is at most half
+    of Holm's (and Bonferroni's) first threshold ``alpha / m``, so a clear dependence can still be
+    called a violation after the correction. (With 499 permutations the smallest p is 0.002 =
+    0.05 / 25: a path with more than 25 step pairs could never be judged violated.)"""
+    if family_size < 1 or not 0.0 < alpha < 1.0:
+        raise ValueError(f"need family_size >= 1 and 0 < alpha < 1, got {family_size}, {alpha}")
+    return max(int(permutations), math.ceil(2.0 * family_size / alpha) - 1)
+
+
 def independence_audit(
     sample: ErrorSample,
     *,
@@ -212,8 +224,11 @@ def independence_audit(
 ) -> list[AuditResult]:
     """Per consecutive step pair: permutation test and distance-correlation test of independence
     (effect: pooled correlation ``R``, tolerance ``|R| <= tolerance``); plus one row for the
-    consequence on CPE (effect: ratio - 1, tolerance ``cpe_tolerance``)."""
+    consequence on CPE (effect: ratio - 1, tolerance ``cpe_tolerance``). Each family of step
+    pairs runs at least ``permutations`` permutations, more where the family is large
+    (:func:`permutations_for_family`), so that the corrected test can reach "violated"."""
     _paired(sample)
+    permutations = permutations_for_family(permutations, sample.num_levels - 1, alpha)
     if sample.n < 10:
         raise ValueError(f"the independence audit needs at least 10 paths, got {sample.n}")
     perm_rows, dcor_rows = [], []
