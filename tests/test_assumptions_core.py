@@ -23,6 +23,8 @@ from vrg_analysis.assumptions import (
 from vrg_analysis.assumptions.calibration import calibrate
 from vrg_analysis.assumptions.gaussianity import (
     anderson_darling_statistic,
+    excess_w1,
+    null_w1_bias,
     omnibus_test,
     wasserstein_to_normal,
 )
@@ -250,3 +252,35 @@ def test_permutations_are_sized_so_a_large_family_can_reach_violated():
     assert len(perm) == len(dcor) == 40 and all(r.method.endswith("(1599 perms)") for r in perm)
     assert [r.verdict for r in perm].count("contradicted") >= 30
     assert [r.verdict for r in dcor].count("contradicted") >= 30
+
+
+def test_the_w1_effect_is_corrected_for_its_finite_sample_bias():
+    # an exact Gaussian sample lies about 0.056 (n = 200) and 0.027 (n = 1000) from N(0, 1) in W1
+    b200, b1000 = null_w1_bias(200)[0], null_w1_bias(1000)[0]
+    assert b200 == pytest.approx(0.056, abs=0.004) and b1000 == pytest.approx(0.027, abs=0.003)
+    assert b200 * math.sqrt(200) == pytest.approx(b1000 * math.sqrt(1000), rel=0.1)  # n^(-1/2)
+
+    def standard(seed: int) -> np.ndarray:
+        z = np.random.default_rng(seed).standard_normal(200)
+        return (z - z.mean()) / z.std(ddof=1)
+
+    direct = [wasserstein_to_normal(standard(99 + i)) for i in range(300)]
+    assert float(np.mean(direct)) == pytest.approx(b200, rel=0.08)
+    assert abs(float(np.mean([excess_w1(standard(i)) for i in range(100)]))) < 0.006
+
+    # the verdict rule: an exact Gaussian at the quick size now holds far more often than half
+    # the time, and a clearly heavy tail (Student t, 3 dof) is never judged to hold
+    def verdicts(draw, n=200, reps=25):
+        out = []
+        for r in range(reps):
+            e = draw(np.random.default_rng(r), n)[None, :, None]
+            res = normality_audit(
+                ErrorSample(e, [0.5], "p", "p"), tests=("anderson_darling",), seed=r
+            )
+            out += [x.verdict for x in res if x.method == "anderson darling"]
+        return out
+
+    gauss = verdicts(lambda g, n: g.standard_normal(n))
+    assert gauss.count("supported") >= 20 and "contradicted" not in gauss
+    heavy = verdicts(lambda g, n: g.standard_t(3, n))
+    assert "supported" not in heavy and heavy.count("contradicted") >= 20

@@ -29,6 +29,7 @@ Every family (all levels x coordinates of one test) is corrected together, Holm 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -49,6 +50,8 @@ from vrg_analysis.evaluation.stats import (
 __all__ = [
     "anderson_darling_statistic",
     "wasserstein_to_normal",
+    "null_w1_bias",
+    "excess_w1",
     "mean_test",
     "omnibus_test",
     "effect_upper_bounds",
@@ -118,6 +121,46 @@ def wasserstein_to_normal(z: np.ndarray) -> float:
     z = np.sort(np.asarray(z, dtype=np.float64))
     q = stats.norm.ppf((np.arange(1, z.size + 1) - 0.5) / z.size)
     return float(np.mean(np.abs(z - q)))
+
+
+@functools.lru_cache(maxsize=128)
+def null_w1_bias(
+    n: int, bootstrap: int = 200, draws: int = 100, seed: int = 0
+) -> tuple[float, float]:
+    """``(b, b_boot)``: how far an *exact* Gaussian sample of size ``n`` lies from N(0, 1) by
+    :func:`wasserstein_to_normal`, on average (``b``: about 0.056 at n = 200 and 0.027 at
+    n = 1,000), and the average of the same distance over its bootstrap resamples
+    (``b_boot``, larger: the resample adds its own deviation), by Monte Carlo over ``draws``
+    standard-normal samples (seeded; cached by its arguments).
+
+    Why hand-written: the W1 effect is biased upwards at finite ``n`` (a sample is never exactly
+    normal), so without this correction an exact Gaussian at the quick size was judged "holds"
+    only about half the time. No library gives the finite-sample null mean of this statistic;
+    the test checks it against the known ``n^(-1/2)`` scaling and direct simulation.
+    """
+    if n < 3 or bootstrap < 1 or draws < 2:
+        raise ValueError(
+            f"need n >= 3, bootstrap >= 1 and draws >= 2, got {n}, {bootstrap}, {draws}"
+        )
+    rng = np.random.default_rng([seed, n, bootstrap, draws])
+    q = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+    w, wb = [], []
+    for _ in range(draws):
+        z = rng.standard_normal(n)
+        z = (z - z.mean()) / z.std(ddof=1)
+        w.append(float(np.mean(np.abs(np.sort(z) - q))))
+        zb = z[rng.integers(0, n, (max(1, bootstrap // 10), n))]
+        zb = (zb - zb.mean(axis=1, keepdims=True)) / zb.std(axis=1, ddof=1, keepdims=True)
+        wb.append(float(np.mean(np.abs(np.sort(zb, axis=1) - q))))
+    return float(np.mean(w)), float(np.mean(wb))
+
+
+def excess_w1(z: np.ndarray) -> float:
+    """The bias-corrected W1 effect: :func:`wasserstein_to_normal` of the standardized ``z`` minus
+    what an exact Gaussian of the same size gives on average (:func:`null_w1_bias`), so 0 means
+    "as close to N(0, 1) as an exact Gaussian sample of this size", and the tolerance is a
+    distance beyond finite-sample noise."""
+    return wasserstein_to_normal(z) - null_w1_bias(int(np.size(z)))[0]
 
 
 def _standardize(v: np.ndarray, scope: str) -> np.ndarray:
@@ -223,7 +266,10 @@ def effect_upper_bounds(
 ) -> dict[str, float]:
     """One-sided upper confidence bounds of ``|skewness|``, ``|excess kurtosis|`` and the W1
     distance to N(0, 1) of a standardized sample (percentile bootstrap, samples re-standardized):
-    no normal-theory standard error, so they stay honest for the heavy-tailed errors they judge."""
+    no normal-theory standard error, so they stay honest for the heavy-tailed errors they judge.
+    The W1 bound is bias-corrected like its estimate (:func:`excess_w1`): the bootstrap
+    distances minus their average for an exact Gaussian of the same size
+    (:func:`null_w1_bias`)."""
     rng = np.random.default_rng(seed)
     zb = z[rng.integers(0, z.size, (int(bootstrap), z.size))]
     zb = (zb - zb.mean(axis=1, keepdims=True)) / zb.std(axis=1, ddof=1, keepdims=True)
@@ -233,7 +279,7 @@ def effect_upper_bounds(
     return {
         "skewness": float(np.percentile(np.abs(stats.skew(zb, axis=1)), level)),
         "kurtosis": float(np.percentile(np.abs(stats.kurtosis(zb, axis=1)), level)),
-        "distance": float(np.percentile(w1, level)),
+        "distance": float(np.percentile(w1, level)) - null_w1_bias(int(z.size), bootstrap)[1],
     }
 
 
@@ -269,7 +315,7 @@ def normality_audit(
         for j in coords:
             scope = _scope(sample, i, int(j))
             z = _standardize(sample.errors[i, :, j], scope)
-            w1 = wasserstein_to_normal(z)
+            w1 = excess_w1(z)
             ub = effect_upper_bounds(z, bootstrap=bootstrap, seed=seed + i * 7919 + int(j))
             common = {
                 "scope": scope,
@@ -291,7 +337,7 @@ def normality_audit(
                         statistic=stat,
                         p_value=p,
                         effect_size=w1,
-                        effect_name="W1 to N(0,1) [sd]",
+                        effect_name="excess W1 to N(0,1) [sd]",
                         tolerance=distance_tolerance,
                         **common,
                     )
