@@ -372,6 +372,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the folder of the official VRG files (non-commercial licence, never "
         "shipped: $VRG_REFERENCE_DIR or ../shared/reference/vrg-official). Without them: with "
         "--notice NOTEBOOK, replace that notebook by a page saying so and exit 0; else exit 1.",
+        epilog="example: vrg-analysis official-files "
+        "--notice book/notebooks/official_cifar10.ipynb",
         formatter_class=fmt,
     )
     of.add_argument(
