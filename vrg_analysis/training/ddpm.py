@@ -195,7 +195,7 @@ RECIPES: dict[str, Recipe] = {
             init_from="fashion-unet",
             description="class-conditional DDPM UNet on Fashion-MNIST 28x28, label dropout 0.1 for "
             "classifier-free guidance (label 10 = no label), the CPU recipe: fine-tuned from the "
-            "shipped fashion-unet (class embedding started at zero), about 40 minutes on 2 cores",
+            "shipped fashion-unet (class embedding started at zero)",
         ),
         Recipe(
             "fashion-unet-gpu",
