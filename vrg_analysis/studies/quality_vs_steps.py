@@ -403,7 +403,12 @@ def figure_differences(result: Result, testbed: str = "main", metric: str | None
     """VRG − baseline with its 95% paired bootstrap interval against K, one panel per sampler,
     one colour per baseline (below zero is better for a lower-is-better metric)."""
     metric = metric or result.comparisons[testbed].set_metric
-    rows = result.rows(testbed, metric).copy()
+    return _difference_grid(result.rows(testbed, metric).copy(), metric)
+
+
+def _difference_grid(rows: pd.DataFrame, metric: str, **facets: Any) -> Any:
+    """The judged rows' VRG − baseline with its interval against K, one panel per sampler and
+    one colour per baseline (``facets``: more :func:`interval_grid` options, e.g. a row)."""
     rows["sampler"] = rows.sampler.map(lambda s: FAMILY.get(s, s))
     return interval_grid(
         rows,
@@ -416,6 +421,7 @@ def figure_differences(result: Result, testbed: str = "main", metric: str | None
         xlabel="K (levels)",
         ylabel=f"VRG − baseline\n{METRIC_NAMES[metric]}",
         zero_line=True,
+        **facets,
     )
 
 
@@ -427,21 +433,11 @@ def figure_guided(result: Result) -> Any:
         rows = result.rows(tb, result.comparisons[tb].set_metric).copy()
         rows["guidance"] = f"w = {_scale(result, tb):g}"
         frames.append(rows)
-    rows = pd.concat(frames, ignore_index=True)
-    rows["sampler"] = rows.sampler.map(lambda s: FAMILY.get(s, s))
     metric = result.comparisons["guided"].set_metric
-    return interval_grid(
-        rows,
-        x="K",
-        y="difference",
-        low="ci_low",
-        high="ci_high",
-        col="sampler",
+    return _difference_grid(
+        pd.concat(frames, ignore_index=True),
+        metric,
         row="guidance",
-        hue="baseline",
-        xlabel="K (levels)",
-        ylabel=f"VRG − baseline\n{METRIC_NAMES[metric]}",
-        zero_line=True,
         titles="{row_name}, {col_name}",
     )
 
