@@ -47,7 +47,9 @@ def test_sweep_and_findings(result: chapter.Result) -> None:
     assert round(s.uniform10_before, 3) == 0.430 and round(s.uniform10_after, 3) == 0.386
     # the paper's published check (0.327 -> 0.191) belongs to the half-step-offset uniform grid
     assert round(s.offset10_before, 5) == 0.32715 and s.offset10_after < s.offset10_before
-    (f,) = chapter.findings(result)
+    f, start = chapter.findings(result)
+    assert start.claim == "start-level" and start.verdict == "contradicted" == s.split_verdict
+    assert "the published CPE cut is the start level's" in start.finding
     assert f.claim == "cpe-reduction" and f.verdict == "supported" == s.offset10_verdict
     assert "CPE 0.32715 -> " in f.finding and "0.327 -> 0.191" in f.finding
     assert "its baseline value is reproduced" in f.finding and "0.430 -> 0.386" in f.finding
@@ -72,6 +74,20 @@ def test_figure_and_tables_render(result: chapter.Result) -> None:
     html = chapter.headline_table(result).to_html()
     assert "official VRG output" in html and "MLP + SGD, 3 epochs" in html
     assert "VRG start held %" in chapter.sweep_table(result).to_html()
+    split = chapter.start_split_table(result).to_html()
+    assert "start level only moved" in split and "start level put back" in split
+
+
+def test_start_level_split_of_the_official_output(result: chapter.Result) -> None:
+    """Issue 14, item 7: baseline 0.5014, official output 0.4239, the baseline with only its start
+    level moved 0.4227 (lower than VRG's), the output with its start put back 0.5027 (higher than
+    the baseline); the penalty at lambda = 100 is about 6e-8."""
+    s = chapter.summary(result)
+    assert round(s.split_start_only, 4) == 0.4227 and round(s.split_start_held, 4) == 0.5027
+    assert (s.split_start_base, s.split_start_vrg) == (4.036e-05, 6.5e-05)
+    assert s.split_gain_start_only > s.split_gain > 0 > s.split_gain_start_held
+    assert 5e-8 < s.split_penalty < 7e-8
+    assert s.exact_split_verdict in ("contradicted", "mixed")
 
 
 def test_a_missing_reference_folder_is_an_error_naming_it(tmp_path: Path) -> None:
