@@ -111,7 +111,13 @@ def test_normality_audit_flags_heavy_tails_not_gaussian_errors():
     level1 = [r for r in res if r.alpha_bar == 0.8]
     assert all(r.verdict == "supported" for r in level0), [(r.method, r.note) for r in level0]
     kurt = [r for r in level1 if r.effect_name == "excess kurtosis"]
-    assert all(r.verdict == "contradicted" and r.effect_size > 2 for r in kurt)
+    # Student t(5): W1 0.102, twice the tolerance, shown beyond it on every coordinate; the
+    # sample kurtosis (true value 6, an estimator of infinite variance here) is large everywhere
+    # but its bootstrap spread is wide, so "violated" needs it shown beyond 1, not just seen
+    w1 = [r for r in level1 if r.effect_name.startswith("excess W1")]
+    assert w1 and all(r.verdict == "contradicted" for r in w1), [(r.method, r.note) for r in w1]
+    assert all(r.effect_size > 2 and r.verdict != "supported" for r in kurt)
+    assert any(r.verdict == "contradicted" for r in kurt)
     assert {r.verdict for r in level1 if "shapiro" in r.method} == {"contradicted"}
     assert wasserstein_to_normal(rng.standard_normal(20000)) < 0.02
 
@@ -266,11 +272,22 @@ def test_the_w1_effect_is_corrected_for_its_finite_sample_bias():
 
     direct = [wasserstein_to_normal(standard(99 + i)) for i in range(300)]
     assert float(np.mean(direct)) == pytest.approx(b200, rel=0.08)
-    assert abs(float(np.mean([excess_w1(standard(i)) for i in range(100)]))) < 0.006
+    # removed in quadrature: an exact Gaussian's excess stays far below the 0.05 tolerance ...
+    assert 0.0 <= float(np.mean([excess_w1(standard(i)) for i in range(100)])) < 0.02
+    # ... and a true distance near the tolerance is kept (a Student t at W1 0.055, n = 1000:
+    # subtracting the bias outright gave about 0.034 on average, in quadrature about 0.053)
+    df = 8.1804084  # unit-variance t at W1 0.055 from N(0, 1) (rule_calibration)
+    rng = np.random.default_rng(5)
+    est = []
+    for _ in range(200):
+        x = rng.standard_t(df, 1000)
+        est.append(excess_w1((x - x.mean()) / x.std(ddof=1)))
+    assert float(np.mean(est)) == pytest.approx(0.055, rel=0.1)
 
-    # the verdict rule: an exact Gaussian at the quick size now holds far more often than half
-    # the time, and a clearly heavy tail (Student t, 3 dof) is never judged to hold
-    def verdicts(draw, n=200, reps=25):
+    # the verdict rule at the audit's quick size (n = 1000): an exact Gaussian holds far more
+    # often than half the time, and a clearly heavy tail (Student t, 3 dof) is never judged to
+    # hold (at n = 200 the 0.05 sd tolerance is below what a 95% bound can show)
+    def verdicts(draw, n=1000, reps=25):
         out = []
         for r in range(reps):
             e = draw(np.random.default_rng(r), n)[None, :, None]
@@ -283,4 +300,6 @@ def test_the_w1_effect_is_corrected_for_its_finite_sample_bias():
     gauss = verdicts(lambda g, n: g.standard_normal(n))
     assert gauss.count("supported") >= 20 and "contradicted" not in gauss
     heavy = verdicts(lambda g, n: g.standard_t(3, n))
-    assert "supported" not in heavy and heavy.count("contradicted") >= 20
+    # "violated" needs the distance shown beyond the tolerance after Holm (not a rejection of
+    # normality with the point estimate past it): at n = 200 that holds in most replications
+    assert "supported" not in heavy and heavy.count("contradicted") >= 15

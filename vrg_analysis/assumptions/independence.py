@@ -11,7 +11,10 @@ actually visits (:func:`~.samples.errors_along_path`), ``errors[k, i]`` = step `
   shuffled against step ``k``; exact under independence of paths) and a permutation test of the
   bias-corrected distance correlation (Szekely & Rizzo 2013, JMVA 117), which also sees nonlinear
   dependence. Effect size: ``R``; tolerance ``|R| <= 0.1``; "supported" when the
-  percentile-bootstrap interval of ``R`` over paths lies inside the tolerance.
+  percentile-bootstrap interval of ``R`` over paths lies inside the tolerance (and, strictly, no
+  dependence is detected); "contradicted" when a dependence is detected *and* ``|R|`` is shown
+  beyond the tolerance (:func:`~.verdicts.beyond_pvalue`, the bootstrap standard error, corrected
+  over the step pairs).
 - Consequence: the variance of the accumulated error with the measured cross-step second moments,
   ``sum_kl c_k c_l tr E[d_k d_l^T] / d``, against the independent formula ``sum_k c_k^2 w_k``; the
   ratio with a bootstrap interval over paths. Tolerance: a ratio within ``1 +- 0.1``.
@@ -27,7 +30,13 @@ from scipy import stats
 
 from vrg_analysis._checks import frozen_array
 from vrg_analysis.assumptions.samples import ErrorSample
-from vrg_analysis.assumptions.verdicts import AuditResult, Correction, with_adjusted
+from vrg_analysis.assumptions.verdicts import (
+    AuditResult,
+    Correction,
+    adjust_pvalues,
+    beyond_pvalue,
+    with_adjusted,
+)
 from vrg_analysis.core.cpe import step_increments
 from vrg_analysis.evaluation.stats import decide
 
@@ -273,6 +282,17 @@ def independence_audit(
             )
         )
 
+    # "violated" needs |R| shown beyond the tolerance: the minimum-effect test with the standard
+    # error read off the bootstrap interval (half-width / z_0.975), corrected over the step pairs
+    z = float(stats.norm.ppf(0.975))
+    beyond = adjust_pvalues(
+        [
+            beyond_pvalue(r.effect_size, (hi - lo) / (2.0 * z), (-tolerance, tolerance))
+            for r, (lo, hi) in zip(perm_rows, intervals, strict=True)
+        ],
+        correction,
+    )
+
     def rule(i: int, res: AuditResult, p_adj: float, a: float) -> tuple[str, str]:
         lo, hi = intervals[i]
         # strict: "independent" is contradicted in spirit by any detected dependence
@@ -285,6 +305,12 @@ def independence_audit(
             interval=(lo, hi),
             strict=True,
         ).verdict
+        if verdict == "contradicted" and not float(beyond[i]) < a:
+            return "inconclusive", (
+                f"dependence detected (p_adj {p_adj:.2g}), R = {res.effect_size:+.3g} "
+                f"[{lo:+.3g}, {hi:+.3g}] not shown beyond +-{tolerance:g} "
+                f"(p_adj {float(beyond[i]):.2g})"
+            )
         inside = -tolerance <= lo and hi <= tolerance
         extra = f"; {res.note}" if res.note else ""
         if verdict == "contradicted":

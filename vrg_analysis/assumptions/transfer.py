@@ -34,8 +34,10 @@ Per level, with ``s_i = ||delta_i||^2 / d`` (one value per sample; its mean is t
   ``log R``: ``se(log R)^2 = sd_o^2 / (n_o m_o^2) + sd_r^2 / (n_r m_r^2)`` (or a percentile
   bootstrap of ``log R``, ``ci="bootstrap"``, for heavy-tailed errors);
 - verdict, with the band ``[1 / (1 + tol), 1 + tol]`` (symmetric in ``log R``): ``violated`` when
-  the corrected test rejects and ``R`` lies outside the band; ``holds`` when the interval of ``R``
-  lies inside the band; else ``inconclusive``, with the number of samples the interval would need.
+  the corrected Welch test rejects and ``R`` is shown outside the band (the minimum-effect test on
+  ``log R`` with its standard error, :func:`~.verdicts.beyond_pvalue`, corrected over the family);
+  ``holds`` when the interval of ``R`` lies inside the band; else ``inconclusive``, with the number
+  of samples the interval would need.
 
 Default tolerance ``0.1``: a 10% error in ``w`` at every level changes CPE by 10%, the same
 tolerance the independence audit puts on CPE.
@@ -59,7 +61,14 @@ from scipy import stats
 
 from vrg_analysis._checks import frozen_array
 from vrg_analysis.assumptions.samples import ErrorSample, check_same_levels
-from vrg_analysis.assumptions.verdicts import AuditResult, Correction, Decide, with_adjusted
+from vrg_analysis.assumptions.verdicts import (
+    AuditResult,
+    Correction,
+    Decide,
+    adjust_pvalues,
+    beyond_pvalue,
+    with_adjusted,
+)
 from vrg_analysis.evaluation.stats import decide as stats_decide
 
 __all__ = [
@@ -332,9 +341,22 @@ def _decider(
     level_of_row: Sequence[tuple[int, int]],
     tolerance: float,
     num_tests: int,
+    correction: Correction,
 ) -> Decide:
     log_band = math.log1p(tolerance)
     lo_band, hi_band = 1.0 / (1.0 + tolerance), 1.0 + tolerance
+    # "violated" needs the ratio shown beyond the band: the minimum-effect test on log R
+    beyond = adjust_pvalues(
+        [
+            beyond_pvalue(
+                math.log(float(profiles[p_i].ratio[i])),
+                float(profiles[p_i].log_se[i]),
+                (-log_band, log_band),
+            )
+            for p_i, i in level_of_row
+        ],
+        correction,
+    )
 
     def decide(k: int, r: AuditResult, p_adj: float, a: float) -> tuple[str, str]:
         p_i, i = level_of_row[k]
@@ -342,11 +364,19 @@ def _decider(
         ratio, lo, hi = float(prof.ratio[i]), float(prof.ratio_lo[i]), float(prof.ratio_hi[i])
         interval = f"ratio {ratio:.3f} [{lo:.3f}, {hi:.3f}]"
         outside = not lo_band <= ratio <= hi_band
-        verdict = stats_decide(
-            ratio, p_adj, claim="within", alpha=a, band=(lo_band, hi_band), interval=(lo, hi)
+        pb = float(beyond[k])
+        verdict = stats_decide(  # "violated": Welch rejects *and* R is shown outside the band
+            ratio,
+            max(p_adj, pb),
+            claim="within",
+            alpha=a,
+            band=(lo_band, hi_band),
+            interval=(lo, hi),
         ).verdict
         if verdict == "contradicted":
-            return verdict, f"{interval}: outside [{lo_band:.3g}, {hi_band:.3g}]"
+            return verdict, (
+                f"{interval}: shown outside [{lo_band:.3g}, {hi_band:.3g}] (p_adj = {pb:.2g})"
+            )
         if verdict == "supported":
             extra = " (a difference is detected, within tolerance)" if p_adj < a else ""
             return verdict, f"{interval} inside [{lo_band:.3g}, {hi_band:.3g}]{extra}"
@@ -408,7 +438,7 @@ def transfer_audit(
     )
     index = [(0, i) for i in range(len(rows))]
     return with_adjusted(
-        rows, correction, alpha, _decider([prof], index, tolerance, num_tests=len(rows))
+        rows, correction, alpha, _decider([prof], index, tolerance, len(rows), correction)
     )
 
 
@@ -495,5 +525,5 @@ def transfer_by_class(
         rows += r
         profiles.append(prof)
     return with_adjusted(
-        rows, correction, alpha, _decider(profiles, index, tolerance, num_tests=len(rows))
+        rows, correction, alpha, _decider(profiles, index, tolerance, len(rows), correction)
     )

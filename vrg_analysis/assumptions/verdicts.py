@@ -5,7 +5,11 @@ Each result judges the claim "the assumption holds within its tolerance" under t
 verdict rule (:func:`vrg_analysis.evaluation.stats.decide`, ``claim="within"``), never on a
 p-value alone (with thousands of samples every tiny deviation is significant):
 
-- ``"contradicted"``: the test rejects after correction *and* the effect exceeds the tolerance;
+- ``"contradicted"``: the test rejects after the family's correction *and* a deviation beyond the
+  tolerance is shown: a minimum-effect test (the mirror of TOST, :func:`beyond_pvalue` or a
+  one-sided t test against the margin) rejects after the same correction (a test of "no effect" that
+  rejects while the point estimate lies past the tolerance is not enough: near the tolerance it says
+  "violated" about half the time when the truth is inside);
 - ``"supported"``: the effect is shown to lie within the tolerance (an equivalence test, or its
   confidence interval inside the tolerance);
 - ``"inconclusive"``: neither; the note says why (too few samples for the tolerance, or a
@@ -20,6 +24,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from scipy import stats
 
 from vrg_analysis.evaluation.stats import (
     VERDICTS,
@@ -36,6 +42,7 @@ __all__ = [
     "AuditResult",
     "adjust_pvalues",
     "with_adjusted",
+    "beyond_pvalue",
     "with_source",
     "summarize",
     "results_to_csv",
@@ -98,6 +105,22 @@ class AuditResult:
 
 
 Decide = Callable[[int, AuditResult, float, float], tuple[str, str]]
+
+
+def beyond_pvalue(estimate: float, se: float, band: tuple[float, float]) -> float:
+    """p-value of the minimum-effect test that an effect lies *outside* ``band`` (the mirror of
+    TOST): the smaller of the one-sided normal-approximation p-values of ``effect > high`` and
+    ``effect < low`` (``scipy.stats.norm``), each testing against the band's edge. Small only
+    when a deviation beyond the tolerance is shown, so a verdict "violated" built on it is wrong
+    at most ``alpha`` of the time when the truth sits on the edge (an effect merely detected
+    away from zero, with its point estimate past the edge, is wrong about half the time there;
+    the rule calibration chapter measured it). ``se`` NaN or 0 gives NaN (nothing shown)."""
+    low, high = band
+    if not (math.isfinite(estimate) and math.isfinite(se) and se > 0.0):
+        return math.nan
+    p_high = float(stats.norm.sf((estimate - high) / se)) if math.isfinite(high) else 1.0
+    p_low = float(stats.norm.cdf((estimate - low) / se)) if math.isfinite(low) else 1.0
+    return min(p_high, p_low)
 
 
 def with_adjusted(
