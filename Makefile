@@ -114,7 +114,7 @@ execute: $(VENV_STAMP)
 	$(BIN)/python -m vrg_analysis official-files --notice book/notebooks/official_cifar10.ipynb
 ifeq ($(PARAMS),quick)
 	OMP_NUM_THREADS=1 $(PYTEST) -p no:cacheprovider -n $(JOBS) --nbmake --overwrite \
-	  --nbmake-timeout=$(NBMAKE_TIMEOUT) $(filter-out $(COLLECTORS),$(EXECUTED))
+	  --durations=0 --nbmake-timeout=$(NBMAKE_TIMEOUT) $(filter-out $(COLLECTORS),$(EXECUTED))
 	$(PYTEST) -p no:cacheprovider --nbmake --overwrite --nbmake-timeout=$(NBMAKE_TIMEOUT) \
 	  $(filter $(COLLECTORS),$(EXECUTED))
 else
@@ -136,7 +136,7 @@ book: venv mathjax data execute
 # ---------------------------------------------------------------- test
 test: venv mathjax data
 	$(RUFF) check .
-	OMP_NUM_THREADS=1 $(PYTEST) -n $(JOBS) tests
+	OMP_NUM_THREADS=1 $(PYTEST) -n $(JOBS) --durations=15 tests
 	$(MAKE) --no-print-directory execute PARAMS=quick
 	$(JB) build . -W --keep-going --all
 
