@@ -351,7 +351,7 @@ def test_fashion_cond_testbed_has_learned_its_labels() -> None:
     assert bed.network.card["initialised_from"]["name"] == "fashion-unet"
     assert bed.split.sha256 == make_testbed("fashion").split.sha256
     gen = torch.Generator().manual_seed(4)
-    x0, y = bed.held_out_x[:512], bed.split.test_y[:512]
+    x0, y = bed.held_out_x[:256], bed.split.test_y[:256]
     null = torch.full_like(y, bed.network.num_classes)
     for t_val in (700.0, 900.0):
         t = torch.full((x0.shape[0],), t_val)

@@ -125,8 +125,8 @@ class Params:
     reg_lambdas: tuple[float, ...] = (1e4, 1e5)
     include_published: bool = True
     include_start_held: bool = True
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_samples: int = 200
+    seeds: tuple[int, ...] = (0, 1)
+    n_samples: int = 128
     reference_steps: int = 100
     profile_samples: int = 256
     n_boot: int = 200
