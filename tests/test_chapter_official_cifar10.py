@@ -3,6 +3,7 @@ reference folder is refused by name, and the findings are never empty."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import nbformat
@@ -47,7 +48,8 @@ def test_sweep_and_findings(result: chapter.Result) -> None:
     assert round(s.uniform10_before, 3) == 0.430 and round(s.uniform10_after, 3) == 0.386
     # the paper's published check (0.327 -> 0.191) belongs to the half-step-offset uniform grid
     assert round(s.offset10_before, 5) == 0.32715 and s.offset10_after < s.offset10_before
-    f, start = chapter.findings(result)
+    f, start, rank = chapter.findings(result)
+    assert rank.claim == "cpe-predicts-error" and rank.verdict == "inconclusive"
     assert start.claim == "start-level" and start.verdict == "contradicted" == s.split_verdict
     assert "the published CPE cut is the start level's" in start.finding
     assert f.claim == "cpe-reduction" and f.verdict == "supported" == s.offset10_verdict
@@ -157,3 +159,33 @@ def test_with_the_files_the_chapter_is_left_alone(
     assert cli.main(["official-files", "--notice", str(notebook)]) == 0
     assert notebook.read_text() == "the chapter"
     assert capsys.readouterr().out.strip() == str(official_dir)
+
+
+def test_does_cpe_rank_the_paper_s_trajectories(result: chapter.Result) -> None:
+    """Issue 14, item 9, on the paper's own numbers: time-quadratic has the highest CPE at every
+    K (0.501 at K = 10) and the best or second-best FID; of 12 same-K pairs 5 are concordant,
+    6 discordant, 1 tied in FID (time-quadratic and time-uniform at K = 50, both 4.8)."""
+    r = result.ranks
+    assert len(r) == 12 and set(r.K) == {10, 20, 50, 100}
+    assert (r[r.baseline == "time_quadratic"]["CPE rank"] == 3).all()
+    assert chapter.rank_concordance(r)[:3] == (5, 6, 1)
+    k10 = r[r.K == 10].set_index("baseline")
+    assert round(k10.loc["time_quadratic", "CPE"], 3) == 0.501
+    assert round(k10.loc["logsnr_uniform", "CPE"], 3) == 0.468
+    s = chapter.summary(result)
+    assert s.rank_verdict == "inconclusive" and s.rank_p == pytest.approx(1.0)
+    fig = chapter.figure_cpe_rank(result)
+    assert len(fig.axes) == 1
+    assert "published FID" in chapter.cpe_rank_table(result).to_html()
+
+
+def test_rank_concordance_on_known_frames() -> None:
+    import pandas as pd
+
+    same = pd.DataFrame({"K": [5] * 3, "CPE": [0.1, 0.2, 0.3], "published FID": [1.0, 2.0, 3.0]})
+    assert chapter.rank_concordance(same)[:3] == (3, 0, 0)
+    flipped = same.assign(**{"published FID": [3.0, 2.0, 1.0]})
+    conc, disc, ties, p = chapter.rank_concordance(flipped)
+    assert (conc, disc, ties) == (0, 3, 0) and p == pytest.approx(0.25)  # binomtest(0, 3)
+    tied = same.assign(**{"published FID": [1.0, 1.0, 1.0]})
+    assert chapter.rank_concordance(tied)[2] == 3 and math.isnan(chapter.rank_concordance(tied)[3])

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from scipy import stats
 
 from vrg_analysis.core.cpe import cpe_terms, cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile, read_official_profile
@@ -61,6 +62,10 @@ __all__ = [
     "headline_table",
     "sweep_table",
     "start_split_table",
+    "cpe_rank_table",
+    "rank_concordance",
+    "figure_cpe_rank",
+    "PAPER_DDIM_FID",
     "figure_official",
     "summary",
     "findings",
@@ -79,6 +84,20 @@ OPTIMISED_FILE = "optimized_dpm_alphaBar_1-010-time_quadratic.txt"
 SWEEP_BASELINES: tuple[str, ...] = ("time_uniform", "time_quadratic", "logsnr_uniform")
 #: The paper's published check (time-uniform K = 10 on the CIFAR-10 profile): CPE before, after.
 PAPER_CHECK: tuple[float, float] = (0.327, 0.191)
+#: The paper's CIFAR-10 FIDs of DDIM on the three baselines (no VRG) at K = 10, 20, 50, 100, as
+#: the claims page quotes them; the official order-1 trajectory file of each is ``FILE_NAMES``.
+PAPER_DDIM_FID: dict[str, tuple[float, ...]] = {
+    "time_uniform": (16.8, 8.3, 4.8, 4.0),
+    "time_quadratic": (14.0, 7.1, 4.8, 4.3),
+    "logsnr_uniform": (21.1, 9.6, 5.5, 4.7),
+}
+PAPER_FID_STEPS: tuple[int, ...] = (10, 20, 50, 100)
+#: Baseline name -> the official file's name for it.
+FILE_NAMES: dict[str, str] = {
+    "time_uniform": "time_uniform",
+    "time_quadratic": "time_quadratic",
+    "logsnr_uniform": "logSNR",
+}
 
 
 @dataclass(frozen=True)
@@ -174,6 +193,7 @@ class Result:
     offset10: OptimizationResult = field(repr=False)
     split: StartLevelSplit = field(repr=False)  # the official output: start level or re-timing?
     split_exact: StartLevelSplit = field(repr=False)  # the same for the exact solver's output
+    ranks: pd.DataFrame = field(repr=False)  # CPE of the official baselines beside the paper's FID
     reported: tuple[float, float] | None = None
 
     @property
@@ -205,6 +225,43 @@ def _sweep(params: Params, profile: ErrorProfile) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _cpe_ranks(ref: Path, profile: ErrorProfile) -> pd.DataFrame:
+    """CPE of each official order-1 baseline file at the paper's step counts, beside the paper's
+    FID of DDIM on it, with both ranks within each K (1 = lowest)."""
+    rows = []
+    for name, fids in PAPER_DDIM_FID.items():
+        for k, fid in zip(PAPER_FID_STEPS, fids, strict=True):
+            path = ref / "trajectories" / f"dpm_alphaBar_1-{k:03d}-{FILE_NAMES[name]}.txt"
+            cpe = cumulative_prediction_error(read_official_trajectory(path), profile)
+            rows.append({"K": k, "baseline": name, "CPE": cpe, "published FID": fid})
+    frame = pd.DataFrame(rows).sort_values(["K", "baseline"]).reset_index(drop=True)
+    frame["CPE rank"] = frame.groupby("K")["CPE"].rank(method="min").astype(int)
+    frame["FID rank"] = frame.groupby("K")["published FID"].rank(method="min").astype(int)
+    return frame
+
+
+def rank_concordance(frame: pd.DataFrame) -> tuple[int, int, int, float]:
+    """Does CPE rank the trajectories as FID does? Over every pair of trajectories at the same
+    ``K``: ``(concordant, discordant, tied in FID, p)``, concordant when the lower CPE has the
+    lower FID; ``p`` the two-sided exact binomial test (``scipy.stats.binomtest``) of a
+    concordance of one half among the untied pairs (NaN when every pair is tied)."""
+    conc = disc = ties = 0
+    for _, part in frame.groupby("K"):
+        cpe, fid = part["CPE"].to_numpy(), part["published FID"].to_numpy()
+        for i in range(cpe.size):
+            for j in range(i + 1, cpe.size):
+                d_cpe, d_fid = cpe[i] - cpe[j], fid[i] - fid[j]
+                if d_fid == 0.0 or d_cpe == 0.0:
+                    ties += 1
+                elif (d_cpe > 0) == (d_fid > 0):
+                    conc += 1
+                else:
+                    disc += 1
+    untied = conc + disc
+    p = float(stats.binomtest(conc, untied, 0.5).pvalue) if untied else math.nan
+    return conc, disc, ties, p
 
 
 def run(params: Params) -> Result:
@@ -248,6 +305,7 @@ def run(params: Params) -> Result:
         offset10=offset10,
         split=start_level_split(base, official, profile),
         split_exact=start_level_split(base, exact.optimized, profile),
+        ranks=_cpe_ranks(ref, profile),
         reported=reported_cpe(ref / OPTIMISED_FILE),
     )
 
@@ -351,6 +409,43 @@ def start_split_table(result: Result) -> Any:
     )
 
 
+def cpe_rank_table(result: Result) -> Any:
+    """The official baselines' CPE beside the paper's FID of DDIM on them, ranked within K."""
+    return styled(
+        result.ranks,
+        formats={"CPE": "{:.4f}", "published FID": "{:.1f}"},
+        caption=(
+            "Does CPE rank trajectories? CPE of the official order-1 baseline files on the "
+            "CIFAR-10 profile and the paper's FID of DDIM on each (rank 1 = lowest within K)"
+        ),
+    )
+
+
+def figure_cpe_rank(result: Result) -> Any:
+    """The paper's FID against the CPE of the same trajectory, one colour per baseline, the step
+    counts joined by a line (log-log); were CPE a ranking of trajectories, the colours would keep
+    the same order on both axes at every K."""
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH * 0.6, PAGE_WIDTH * 0.42))
+    for name, part in result.ranks.groupby("baseline"):
+        part = part.sort_values("K")
+        ax.plot(part["CPE"], part["published FID"], "o-", color=colour(str(name)), label=name)
+        for row in part.itertuples(index=False):
+            ax.annotate(
+                f"K={row.K}",
+                (row.CPE, row[3]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("CPE on the official profile")
+    ax.set_ylabel("published FID (DDIM, CIFAR-10)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def sweep_table(result: Result) -> Any:
     """Both exact solves on every baseline and step count."""
     return styled(
@@ -448,12 +543,18 @@ class Summary:
     exact_split_gain_start_only: float
     exact_split_gain_start_held: float
     exact_split_verdict: str
+    rank_concordant: int
+    rank_discordant: int
+    rank_ties: int
+    rank_p: float
+    rank_verdict: str
 
 
 def summary(result: Result) -> Summary:
     base_a = float(result.base.alpha_bar[0])
     reported = result.reported or (math.nan, math.nan)
     u, sp, se = result.uniform10, result.split, result.split_exact
+    conc, disc, ties, p_rank = rank_concordance(result.ranks)
     return Summary(
         reported_base=reported[0],
         reported_official=reported[1],
@@ -497,7 +598,21 @@ def summary(result: Result) -> Summary:
         exact_split_gain_start_only=100 * se.gain_start_only,
         exact_split_gain_start_held=100 * se.gain_start_held,
         exact_split_verdict=se.verdict,
+        rank_concordant=conc,
+        rank_discordant=disc,
+        rank_ties=ties,
+        rank_p=p_rank,
+        rank_verdict=_rank_verdict(conc, disc, p_rank),
     )
+
+
+def _rank_verdict(concordant: int, discordant: int, p: float, alpha: float = 0.05) -> str:
+    """ "A lower CPE means a lower FID", on the paper's own numbers: supported when the
+    concordant pairs are significantly more than half (the binomial test of
+    :func:`rank_concordance`), contradicted when significantly fewer, else inconclusive."""
+    if math.isfinite(p) and p < alpha:
+        return "supported" if concordant > discordant else "contradicted"
+    return "inconclusive"
 
 
 def _cpe_verdict(res: OptimizationResult) -> str:
@@ -545,7 +660,42 @@ def findings(result: Result) -> list[Finding]:
             ),
         ),
         _start_finding(result),
+        _rank_finding(result),
     ]
+
+
+def _rank_finding(result: Result) -> Finding:
+    """The claim "a lower CPE means a lower error" on the paper's own numbers: does CPE order the
+    three baselines as the paper's FIDs do, at each of its step counts?"""
+    conc, disc, ties, p = rank_concordance(result.ranks)
+    frame = result.ranks
+    k10 = frame[frame.K == 10].set_index("baseline")
+    return Finding(
+        claim="cpe-predicts-error",
+        chapter=CHAPTER,
+        finding=(
+            "the paper's own numbers: of the pairs of baselines at the same K (10, 20, 50, 100), "
+            f"{conc} have the lower FID on the lower-CPE trajectory, {disc} the opposite, {ties} "
+            f"tie in FID (binomial p = {p:.2g}). At K=10 time-quadratic has the highest CPE "
+            f"({k10.loc['time_quadratic', 'CPE']:.3f}) and the best FID "
+            f"({k10.loc['time_quadratic', 'published FID']:.1f}); logSNR "
+            f"{k10.loc['logsnr_uniform', 'CPE']:.3f} and "
+            f"{k10.loc['logsnr_uniform', 'published FID']:.1f}"
+        ),
+        value=float(conc) / max(conc + disc, 1),
+        ci_low=float("nan"),
+        ci_high=float("nan"),
+        verdict=_rank_verdict(conc, disc, p),  # type: ignore[arg-type]
+        model=(
+            f"official CIFAR-10 error profile ({PROFILE_FILE}) and the paper's published DDIM FIDs"
+        ),
+        size=size_text(
+            result.params,
+            CHAPTER,
+            steps=PAPER_FID_STEPS,
+            detail="exact CPE of 12 official baseline trajectories beside published FIDs",
+        ),
+    )
 
 
 def _start_finding(result: Result) -> Finding:
