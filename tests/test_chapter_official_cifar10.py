@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from scipy import stats
 
 from vrg_analysis import cli
 from vrg_analysis.studies import official_cifar10 as chapter
@@ -187,5 +188,10 @@ def test_rank_concordance_on_known_frames() -> None:
     flipped = same.assign(**{"published FID": [3.0, 2.0, 1.0]})
     conc, disc, ties, p = chapter.rank_concordance(flipped)
     assert (conc, disc, ties) == (0, 3, 0) and p == pytest.approx(0.25)  # binomtest(0, 3)
+    # within one K, (concordant - discordant) / pairs is Kendall's tau-a (scipy's, untied)
+    mixed = same.assign(**{"published FID": [2.0, 1.0, 3.0]})
+    conc, disc, _, _ = chapter.rank_concordance(mixed)
+    tau = stats.kendalltau(mixed["CPE"], mixed["published FID"]).statistic
+    assert (conc - disc) / 3 == pytest.approx(tau)
     tied = same.assign(**{"published FID": [1.0, 1.0, 1.0]})
     assert chapter.rank_concordance(tied)[2] == 3 and math.isnan(chapter.rank_concordance(tied)[3])

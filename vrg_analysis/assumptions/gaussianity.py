@@ -311,9 +311,9 @@ def effect_upper_bounds(
     z: np.ndarray, *, bootstrap: int = 200, confidence: float = 0.95, seed: int = 0
 ) -> dict[str, float]:
     """One-sided upper confidence bounds of ``|skewness|``, ``|excess kurtosis|`` and the W1
-    distance to N(0, 1) of a standardized sample (with their bootstrap standard errors,
-    ``<name>_se``) (percentile bootstrap, samples re-standardized):
-    no normal-theory standard error, so they stay honest for the heavy-tailed errors they judge.
+    distance to N(0, 1) of a standardized sample (percentile bootstrap, samples re-standardized),
+    and their robust bootstrap standard errors (``<name>_se``): no normal-theory standard error,
+    so they stay honest for the heavy-tailed errors they judge.
     The W1 bound is bias-corrected like its estimate (:func:`excess_w1`): the bootstrap
     distances with their average for an exact Gaussian of the same size (:func:`null_w1_bias`)
     removed in quadrature (:func:`debias_w1`)."""

@@ -28,6 +28,7 @@ intervals treat them as independent and are somewhat narrow).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ from vrg_analysis.assumptions.independence import independence_audit
 from vrg_analysis.assumptions.samples import ErrorSample
 from vrg_analysis.assumptions.transfer import transfer_audit
 from vrg_analysis.assumptions.verdicts import AuditResult
-from vrg_analysis.evaluation.stats import wilson_interval
+from vrg_analysis.evaluation.stats import VERDICTS, wilson_interval
+from vrg_analysis.params import as_int
 
 __all__ = [
     "RULES",
@@ -52,6 +54,7 @@ __all__ = [
     "population_w1_student_t",
     "student_t_df_for_w1",
     "student_t_excess_kurtosis",
+    "check_ratios",
     "planted_samples",
     "run_rule",
     "calibrate_rules",
@@ -61,16 +64,24 @@ __all__ = [
 RULES: tuple[str, ...] = ("zero-mean", "gaussianity", "independence", "transfer")
 #: Planted effects as multiples of the tolerance: exact, inside, just inside, just outside, outside.
 RATIOS: tuple[float, ...] = (0.0, 0.5, 0.9, 1.1, 2.0)
-#: Each rule's tolerance at the audits' defaults (the effect the ratio multiplies).
+
+
+def _default(audit: Callable[..., object], name: str) -> float:
+    """The default of keyword ``name`` of an audit function: the tolerance it judges with."""
+    return float(inspect.signature(audit).parameters[name].default)
+
+
+#: Each rule's tolerance, read from its audit function's default (the effect the ratio
+#: multiplies): |mean| in sd, excess W1 to N(0, 1) in sd, |cross-step correlation|, and the MSE
+#: ratio band [1 / (1 + tol), 1 + tol].
 TOLERANCES: dict[str, float] = {
-    "zero-mean": 0.1,  # |mean| in sd
-    "gaussianity": 0.05,  # excess W1 to N(0, 1) in sd
-    "independence": 0.1,  # |cross-step correlation|
-    "transfer": 0.1,  # MSE ratio band [1 / 1.1, 1.1]
+    "zero-mean": _default(zero_mean_audit, "margin"),
+    "gaussianity": _default(normality_audit, "distance_tolerance"),
+    "independence": _default(independence_audit, "tolerance"),
+    "transfer": _default(transfer_audit, "tolerance"),
 }
 #: The kurtosis rows' tolerance (excess kurtosis), the audit's default.
-KURTOSIS_TOLERANCE = 1.0
-VERDICT_COLUMNS: tuple[str, ...] = ("supported", "contradicted", "inconclusive")
+KURTOSIS_TOLERANCE = _default(normality_audit, "kurtosis_tolerance")
 
 
 @dataclass(frozen=True)
@@ -96,9 +107,8 @@ class RuleSizes:
             ("path_dim", 1),
             ("transfer_dim", 1),
         ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
-                raise ValueError(f"RuleSizes.{name} must be an integer >= {low}, got {v!r}")
+            value = as_int(getattr(self, name), f"RuleSizes.{name}", minimum=low)
+            object.__setattr__(self, name, value)
 
     def family(self, rule: str) -> int:
         """Members of one family of ``rule`` (the Holm family size)."""
@@ -145,6 +155,22 @@ def student_t_excess_kurtosis(df: float) -> float:
     if math.isinf(df):
         return 0.0
     return 6.0 / (df - 4.0) if df > 4.0 else math.inf
+
+
+def check_ratios(
+    ratios: Sequence[float], name: str = "ratios", *, correlation: bool = True
+) -> tuple[float, ...]:
+    """Planted ratios, checked: finite, ``>= 0``, not 1 (on the boundary no verdict is right or
+    wrong), and, where the independence rule is planted (``correlation``), small enough that
+    its step correlation stays below 1."""
+    out = tuple(float(r) for r in ratios)
+    bad = [r for r in out if not (math.isfinite(r) and r >= 0.0 and r != 1.0)]
+    if not out or bad:
+        raise ValueError(f"{name} must be non-empty, finite, >= 0 and not 1, got {list(ratios)!r}")
+    if correlation and max(out) * TOLERANCES["independence"] >= 1.0:
+        limit = 1.0 / TOLERANCES["independence"]
+        raise ValueError(f"{name} must stay below {limit:g} (a correlation < 1), got {list(out)!r}")
+    return out
 
 
 def _levels(k: int) -> np.ndarray:
@@ -249,11 +275,8 @@ def calibrate_rules(
     unknown = [r for r in rules if r not in RULES]
     if unknown:
         raise ValueError(f"unknown rule(s) {unknown}; expected some of {list(RULES)}")
-    if isinstance(replications, bool) or int(replications) != replications or replications < 1:
-        raise ValueError(f"replications must be a positive integer, got {replications!r}")
-    for r in ratios:
-        if not (math.isfinite(r) and r >= 0.0 and r != 1.0):
-            raise ValueError(f"ratios must be finite, >= 0 and not 1 (on the boundary), got {r!r}")
+    replications = as_int(replications, "replications", minimum=1)
+    ratios = check_ratios(ratios, correlation="independence" in rules)
     records: list[dict[str, object]] = []
     for ri, rule in enumerate(rules):
         for qi, ratio in enumerate(ratios):
@@ -266,7 +289,7 @@ def calibrate_rules(
                 for row in rows:
                     method = _method(rule, row)
                     if method is not None:
-                        c = counts.setdefault(method, dict.fromkeys(VERDICT_COLUMNS, 0))
+                        c = counts.setdefault(method, dict.fromkeys(VERDICTS, 0))
                         c[row.verdict] += 1
             if progress is not None:
                 progress(f"{rule} at {ratio:g} x tolerance")
@@ -288,7 +311,7 @@ def calibrate_rules(
                     "verdicts": total,
                     "right": right,
                 }
-                for v in VERDICT_COLUMNS:
+                for v in VERDICTS:
                     iv = wilson_interval(c[v], total)
                     rec[v] = c[v]
                     rec[f"{v}_rate"] = iv.estimate

@@ -43,6 +43,7 @@ __all__ = [
     "adjust_pvalues",
     "with_adjusted",
     "beyond_pvalue",
+    "ASSUMPTION_WORDS",
     "with_source",
     "summarize",
     "results_to_csv",
@@ -105,6 +106,15 @@ class AuditResult:
 
 
 Decide = Callable[[int, AuditResult, float, float], tuple[str, str]]
+
+#: How an assumption's verdict reads in the book (audit pages, scorecard, claims page).
+ASSUMPTION_WORDS: dict[str, str] = {
+    "supported": "holds",
+    "contradicted": "violated",
+    "mixed": "holds in part",
+    "inconclusive": "not settled",
+    "not measured": "not audited",
+}
 
 
 def beyond_pvalue(estimate: float, se: float, band: tuple[float, float]) -> float:

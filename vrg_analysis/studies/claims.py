@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from vrg_analysis.assumptions.verdicts import ASSUMPTION_WORDS  # an assumption's verdict in words
 from vrg_analysis.evaluation.stats import AGGREGATES, Aggregate, aggregate
 from vrg_analysis.io import atomic_write_text
 from vrg_analysis.models.checkpoints import load_card
@@ -257,14 +258,6 @@ CLAIM_WORDS: dict[str, str] = {
     "mixed": "reproduced in part",
     "inconclusive": "not settled",
     "not measured": "not measured",
-}
-#: The same for an assumption, judged by the audits.
-ASSUMPTION_WORDS: dict[str, str] = {
-    "supported": "holds",
-    "contradicted": "violated",
-    "mixed": "holds in part",
-    "inconclusive": "not settled",
-    "not measured": "not audited",
 }
 
 

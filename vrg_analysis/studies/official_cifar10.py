@@ -244,9 +244,14 @@ def _cpe_ranks(ref: Path, profile: ErrorProfile) -> pd.DataFrame:
 
 def rank_concordance(frame: pd.DataFrame) -> tuple[int, int, int, float]:
     """Does CPE rank the trajectories as FID does? Over every pair of trajectories at the same
-    ``K``: ``(concordant, discordant, tied in FID, p)``, concordant when the lower CPE has the
-    lower FID; ``p`` the two-sided exact binomial test (``scipy.stats.binomtest``) of a
-    concordance of one half among the untied pairs (NaN when every pair is tied)."""
+    ``K``: ``(concordant, discordant, tied, p)``, concordant when the lower CPE has the lower
+    FID; ``p`` the two-sided exact binomial test (``scipy.stats.binomtest``) of a concordance of
+    one half among the untied pairs (NaN when every pair is tied).
+
+    Why the pairs are counted here: the comparison is stratified (pairs only within one K, pooled
+    over K), which ``scipy.stats.kendalltau`` does not do and whose counts it does not return;
+    within one K, ``(concordant - discordant) / pairs`` is Kendall's tau-a (tested against
+    scipy)."""
     conc = disc = ties = 0
     for _, part in frame.groupby("K"):
         cpe, fid = part["CPE"].to_numpy(), part["published FID"].to_numpy()
@@ -429,10 +434,10 @@ def figure_cpe_rank(result: Result) -> Any:
     for name, part in result.ranks.groupby("baseline"):
         part = part.sort_values("K")
         ax.plot(part["CPE"], part["published FID"], "o-", color=colour(str(name)), label=name)
-        for row in part.itertuples(index=False):
+        for k, cpe, fid in zip(part["K"], part["CPE"], part["published FID"], strict=True):
             ax.annotate(
-                f"K={row.K}",
-                (row.CPE, row[3]),
+                f"K={k}",
+                (cpe, fid),
                 fontsize=7,
                 xytext=(3, 3),
                 textcoords="offset points",

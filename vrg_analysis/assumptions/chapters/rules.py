@@ -24,7 +24,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from vrg_analysis.assumptions import rule_calibration as rc
-from vrg_analysis.params import as_int
+from vrg_analysis.assumptions.verdicts import ASSUMPTION_WORDS
+from vrg_analysis.params import as_float, as_int, as_tuple
 from vrg_analysis.report import MAX_COLUMNS, PAGE_WIDTH, VERDICT_COLOURS, styled
 
 __all__ = [
@@ -46,12 +47,6 @@ HEADLINE_METHODS: dict[str, str] = {
     "gaussianity": "dagostino k2",
     "independence": "distance correlation",
     "transfer": "Welch t on per-sample MSE; ratio 95% CI",
-}
-#: The book's words for the audit verdicts (the claims page's).
-WORDS: dict[str, str] = {
-    "supported": "holds",
-    "inconclusive": "not settled",
-    "contradicted": "violated",
 }
 
 
@@ -78,21 +73,12 @@ class Params:
             s(self, name, as_int(getattr(self, name), name, minimum=low))
         s(self, "path_steps", as_int(self.path_steps, "path_steps", minimum=2))
         s(self, "seed", as_int(self.seed, "seed", minimum=0))
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, int | float) or not 0.0 < float(a) < 0.5:
-            raise ValueError(f"parameter alpha must be a number in (0, 0.5), got {a!r}")
-        s(self, "alpha", float(a))
-        try:
-            ratios = tuple(float(r) for r in self.ratios)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"parameter ratios must be a list of numbers: {err}") from err
-        bad = [r for r in ratios if not (np.isfinite(r) and r >= 0.0 and r != 1.0)]
-        if not ratios or bad:
-            raise ValueError(
-                f"parameter ratios must be non-empty, finite, >= 0 and not 1, got {self.ratios!r}"
-            )
-        if max(ratios) * rc.TOLERANCES["independence"] >= 1.0:
-            raise ValueError(f"parameter ratios must stay below 10 (a correlation < 1): {ratios}")
+        s(
+            self,
+            "alpha",
+            as_float(self.alpha, "alpha", minimum=0.0, maximum=0.5, open_low=True, open_high=True),
+        )
+        ratios = rc.check_ratios(as_tuple(self.ratios, "ratios", float), "parameter ratios")
         s(self, "ratios", tuple(sorted(set(ratios))))
 
     @property
@@ -162,7 +148,7 @@ def figure(result: Result) -> Figure:
                 bottom=bottom,
                 color=VERDICT_COLOURS[verdict],
                 width=0.7,
-                label=WORDS[verdict],
+                label=ASSUMPTION_WORDS[verdict],
             )
             bottom += share
         inside = int((part.ratio < 1.0).sum())
@@ -193,7 +179,7 @@ def rates_table(result: Result) -> Any:
         }
     )
     for verdict in ("supported", "inconclusive", "contradicted"):
-        out[f"{WORDS[verdict]} [95% CI]"] = [
+        out[f"{ASSUMPTION_WORDS[verdict]} [95% CI]"] = [
             f"{r:.2f} [{lo:.2f}, {hi:.2f}]"
             for r, lo, hi in zip(
                 t[f"{verdict}_rate"], t[f"{verdict}_lo"], t[f"{verdict}_hi"], strict=True
