@@ -34,6 +34,7 @@ from vrg_analysis.evaluation.stats import (
     adjust_pvalues,
     aggregate,
 )
+from vrg_analysis.evaluation.verdict_words import ASSUMPTION_WORDS
 from vrg_analysis.io import atomic_write_text
 
 __all__ = [
@@ -106,15 +107,6 @@ class AuditResult:
 
 
 Decide = Callable[[int, AuditResult, float, float], tuple[str, str]]
-
-#: How an assumption's verdict reads in the book (audit pages, scorecard, claims page).
-ASSUMPTION_WORDS: dict[str, str] = {
-    "supported": "holds",
-    "contradicted": "violated",
-    "mixed": "holds in part",
-    "inconclusive": "not settled",
-    "not measured": "not audited",
-}
 
 
 def beyond_pvalue(estimate: float, se: float, band: tuple[float, float]) -> float:

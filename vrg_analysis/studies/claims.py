@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from vrg_analysis.assumptions.verdicts import ASSUMPTION_WORDS  # an assumption's verdict in words
 from vrg_analysis.evaluation.stats import AGGREGATES, Aggregate, aggregate
+from vrg_analysis.evaluation.verdict_words import ASSUMPTION_WORDS
 from vrg_analysis.io import atomic_write_text
 from vrg_analysis.models.checkpoints import load_card
 from vrg_analysis.report.theme import VERDICT_COLOURS
