@@ -85,8 +85,12 @@ def test_claim_and_finding(result: chapter.Result) -> None:
     c = result.claim
     assert c.largest_gamma == 0.4 and c.interior_gamma == 0.1
     assert c.verdict in {"supported", "contradicted", "mixed", "inconclusive"}
-    (f,) = chapter.findings(result)
+    f, g = chapter.findings(result)
     assert f.claim == "gamma-ablation" and f.chapter == "ablation" and f.verdict == c.verdict
+    sp = result.split
+    assert sp is not None and sp.gamma == c.interior_gamma
+    assert g.claim == "start-level" and g.verdict == sp.verdict
+    assert (g.value, g.ci_low, g.ci_high) == sp.start_held[:3]
     assert f.ci_low <= f.value <= f.ci_high
     # the scope: the testbed the parameters name, its samples x seeds, K and parameter set
     p = result.params
@@ -105,6 +109,7 @@ def _line(rows: list[tuple[float, float, float, str]]) -> pd.DataFrame:
                 "reg_lambda": 1.0,
                 "control": g == 0.0,
                 "keep_start": False,
+                "start_only": False,
                 "family": "lambda=1",
                 "gamma": g,
                 "dset": d,
@@ -178,4 +183,53 @@ def test_bad_parameters_are_named(kw: dict, match: str) -> None:
 def test_list_parameters_given_as_text_are_read() -> None:
     p = chapter.Params(gammas="[0.4, 0, 0.1]", reg_lambdas="[1e5, 1e4]")
     assert p.gammas == (0.0, 0.1, 0.4) and p.reg_lambdas == (1e4, 1e5)
-    assert len(p.settings) == 6 + 2 + 1 and len(p.controls) == 2
+    assert len(p.settings) == 6 + 2 + 2 + 1 and len(p.controls) == 2  # grid, held, only, published
+
+
+def test_start_only_arms_split_the_gain(result: chapter.Result) -> None:
+    t = result.table
+    p = result.params
+    only = t[t.start_only]
+    assert len(only) == len(p.baselines) * sum(g > 0 for g in p.gammas)
+    assert set(only.family) == {chapter.START_ONLY} and not only.keep_start.any()
+    assert set(only.start_rule) <= {"replaced", "stretched", "unchanged"}
+    for r in only.itertuples():  # the start only arm starts where its VRG arm starts
+        vrg = t[
+            (t.baseline == r.baseline)
+            & (t.gamma == r.gamma)
+            & (t.reg_lambda == r.reg_lambda)
+            & ~t.keep_start
+            & ~t.start_only
+        ].iloc[0]
+        assert r.a_K_vrg == pytest.approx(vrg.a_K_vrg, rel=1e-12)
+        assert r.a_K_base == vrg.a_K_base
+    # the only-start arms are tested in the same Holm family
+    assert set(only.set_verdict) <= {"supported", "inconclusive", "contradicted"}
+    assert chapter.summary(result).n_tests == 2 * int((~t.control).sum())
+
+
+@pytest.mark.parametrize(
+    ("only", "held", "expected"),
+    [
+        ("inconclusive", "supported", "supported"),
+        ("supported", "supported", "mixed"),
+        ("supported", "inconclusive", "contradicted"),
+        ("inconclusive", "contradicted", "contradicted"),
+        ("supported", "contradicted", "contradicted"),
+        ("contradicted", "inconclusive", "inconclusive"),
+        ("inconclusive", "inconclusive", "inconclusive"),
+    ],
+)
+def test_split_verdict_follows_the_rule(only: str, held: str, expected: str) -> None:
+    assert chapter.split_verdict(only, held) == expected
+
+
+def test_split_verdict_refuses_unknown_words() -> None:
+    with pytest.raises(ValueError, match="start_only"):
+        chapter.split_verdict("holds", "supported")
+
+
+def test_the_split_needs_both_arms(result: chapter.Result) -> None:
+    t = result.table
+    with pytest.raises(ValueError, match="start-only and start-held"):
+        chapter.start_split(t[~t.start_only], "time_uniform", 0.1)

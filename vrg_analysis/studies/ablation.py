@@ -27,6 +27,11 @@ Holm's correction (:func:`~vrg_analysis.studies.engine.judge`), the gamma = 0 co
 * **Does the predicted CPE reduction track the measured change?** Spearman's rank correlation
   (:func:`~vrg_analysis.evaluation.stats.rank_correlation`) of the CPE reduction against the
   measured differences, over all settings with gamma > 0 and over the start-held ones alone.
+* **Start level or re-timing?** (:func:`start_split`) Each gamma > 0 of the first lambda also
+  runs as the *start only* arm (:class:`~vrg_analysis.vrg.start_level.StartOnlyArm`: the baseline
+  with VRG's start level and nothing else), beside the start-held arm (the re-timing alone), so
+  the gain of VRG at the claim's gamma splits into its two parts, judged on the claim
+  "start-level" (:func:`split_verdict`).
 * **The claim "gamma-ablation"** (:func:`judge_claim`), from the judged family by the book's rule
   and :func:`~vrg_analysis.evaluation.stats.aggregate`, on the first lambda line of the first
   baseline. Two parts, each a verdict of :func:`~vrg_analysis.evaluation.stats.decide` with the
@@ -80,6 +85,7 @@ from vrg_analysis.studies.engine import (
 )
 from vrg_analysis.vrg.objective import ratio_bounds
 from vrg_analysis.vrg.retime import PUBLISHED_VRG, VRGSetting
+from vrg_analysis.vrg.start_level import StartOnlyArm
 
 __all__ = [
     "Params",
@@ -87,7 +93,10 @@ __all__ = [
     "Summary",
     "ControlCheck",
     "ClaimJudgement",
+    "StartSplit",
     "run",
+    "split_verdict",
+    "start_split",
     "check_control",
     "box_active",
     "judge_claim",
@@ -110,7 +119,9 @@ SET_NAMES: dict[str, str] = {
     "pixel_frechet": "pixel Fréchet distance",
 }
 HELD = "start held"
+START_ONLY = "start only"
 PUBLISHED = "published"
+Setting = VRGSetting | StartOnlyArm
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,7 @@ class Params:
     reg_lambdas: tuple[float, ...] = (1e4, 1e5)
     include_published: bool = True
     include_start_held: bool = True
+    include_start_only: bool = True
     seeds: tuple[int, ...] = (0, 1)
     n_samples: int = 128
     reference_steps: int = 100
@@ -159,6 +171,7 @@ class Params:
         s(self, "reg_lambdas", tuple(sorted(set(lams))))
         s(self, "include_published", as_bool(self.include_published, "include_published"))
         s(self, "include_start_held", as_bool(self.include_start_held, "include_start_held"))
+        s(self, "include_start_only", as_bool(self.include_start_only, "include_start_only"))
         s(self, "seeds", check_seeds(self.seeds, min_len=2))
         s(self, "n_samples", as_int(self.n_samples, "n_samples", minimum=2))
         s(self, "reference_steps", as_int(self.reference_steps, "reference_steps", minimum=2))
@@ -184,9 +197,18 @@ class Params:
         return {g: VRGSetting(g, lam, keep_start=True) for g in self.gammas if g > 0}
 
     @property
-    def settings(self) -> list[VRGSetting]:
-        """Every VRG arm of the chapter: the grid, the start-held line and the published one."""
-        out = list(self.grid.values()) + list(self.held.values())
+    def start_only(self) -> dict[float, StartOnlyArm]:
+        """Every gamma > 0 of the first lambda as the baseline with only VRG's start level."""
+        if not self.include_start_only:
+            return {}
+        lam = self.reg_lambdas[0]
+        return {g: StartOnlyArm(VRGSetting(g, lam)) for g in self.gammas if g > 0}
+
+    @property
+    def settings(self) -> list[Setting]:
+        """Every arm of the chapter: the grid, the start-held and start-only lines and the
+        published setting."""
+        out: list[Setting] = [*self.grid.values(), *self.held.values(), *self.start_only.values()]
         if self.include_published and PUBLISHED_VRG not in out:
             out.append(PUBLISHED_VRG)
         return out
@@ -210,8 +232,10 @@ class Params:
             device=self.device,
         )
 
-    def family(self, s: VRGSetting) -> str:
+    def family(self, s: Setting) -> str:
         """The line a setting belongs to in the figures and tables."""
+        if isinstance(s, StartOnlyArm):
+            return START_ONLY
         if s.keep_start:
             return HELD
         if s == PUBLISHED_VRG and (s.gamma, s.reg_lambda) not in self.grid:
@@ -306,11 +330,13 @@ class ClaimJudgement:
 
 
 def lambda_line(table: pd.DataFrame, reg_lambda: float) -> pd.DataFrame:
-    """The rows of one lambda line with gamma > 0 (no control, no start held, no published)."""
+    """The rows of one lambda line with gamma > 0 (no control, no start held or start only, no
+    published)."""
     keep = (
         (table.reg_lambda == reg_lambda)
         & ~table.control
         & ~table.keep_start
+        & ~table.start_only
         & (table.family != PUBLISHED)
     )
     return table[keep].sort_values("gamma")
@@ -341,6 +367,76 @@ def judge_claim(table: pd.DataFrame, baseline_name: str, reg_lambda: float) -> C
     )
 
 
+@dataclass(frozen=True)
+class StartSplit:
+    """VRG's change of the set metric at one gamma split into its two parts: the start-only arm
+    (the baseline with VRG's start level) and the start-held arm (VRG's re-timing with the
+    baseline's start), each a paired difference against the baseline with its 95% interval and
+    verdict on "the arm lowers the set metric" (Holm over the chapter's table)."""
+
+    baseline: str
+    gamma: float
+    reg_lambda: float
+    vrg: tuple[float, float, float, str]
+    start_only: tuple[float, float, float, str]
+    start_held: tuple[float, float, float, str]
+    start_rule: str
+    verdict: str
+
+
+def split_verdict(start_only: str, start_held: str) -> str:
+    """The claim "start-level" (VRG's gain comes from re-timing, not from the start level) from
+    the verdicts on "the arm lowers the set metric" of the start-only and start-held arms:
+
+    - ``"supported"``: the re-timing alone lowers it and the start level alone does not;
+    - ``"contradicted"``: the start level alone lowers it and the re-timing alone does not, or
+      the re-timing alone is significantly worse while the start level alone is not better;
+    - ``"mixed"``: both lower it;
+    - ``"inconclusive"``: neither is shown either way.
+    """
+    for name, v in (("start_only", start_only), ("start_held", start_held)):
+        if v not in VERDICT_WORDS:
+            raise ValueError(f"{name} must be one of {VERDICT_WORDS}, got {v!r}")
+    if start_held == "supported":
+        return "mixed" if start_only == "supported" else "supported"
+    if start_only == "supported" or start_held == "contradicted":
+        return "contradicted"
+    return "inconclusive"
+
+
+VERDICT_WORDS: tuple[str, ...] = ("supported", "contradicted", "inconclusive")
+
+
+def start_split(table: pd.DataFrame, baseline_name: str, gamma: float) -> StartSplit:
+    """The split (:class:`StartSplit`) of VRG's change at ``gamma`` on the first lambda line of
+    ``baseline_name``, from the chapter's judged table (rows of the start-only and start-held
+    arms at the same gamma required)."""
+    rows = table[(table.baseline == baseline_name) & (table.gamma == gamma) & ~table.control]
+    line = rows[~rows.keep_start & ~rows.start_only & (rows.family != PUBLISHED)]
+    only, held = rows[rows.start_only], rows[rows.keep_start]
+    if line.empty or only.empty or held.empty:
+        raise ValueError(
+            f"the split at gamma = {gamma:g} on {baseline_name!r} needs the VRG, start-only and "
+            "start-held arms there (include_start_only and include_start_held)"
+        )
+    vrg = line.sort_values("reg_lambda").iloc[0]
+    o, h = only.iloc[0], held.iloc[0]
+
+    def part(r: Any) -> tuple[float, float, float, str]:
+        return (float(r.dset), float(r.dset_lo), float(r.dset_hi), str(r.set_verdict))
+
+    return StartSplit(
+        baseline=baseline_name,
+        gamma=float(gamma),
+        reg_lambda=float(vrg.reg_lambda),
+        vrg=part(vrg),
+        start_only=part(o),
+        start_held=part(h),
+        start_rule=str(o.start_rule),
+        verdict=split_verdict(str(o.set_verdict), str(h.set_verdict)),
+    )
+
+
 # ===================================================================== the run
 @dataclass(frozen=True, eq=False)
 class Result:
@@ -355,6 +451,7 @@ class Result:
     rho_held: Correlation
     claim: ClaimJudgement
     run_seconds: float
+    split: StartSplit | None = None
 
     @property
     def set_metric(self) -> str:
@@ -375,7 +472,7 @@ def _row(
     p: Params,
     res: ComparisonResult,
     b: str,
-    s: VRGSetting,
+    s: Setting,
     set_c: PairedComparison,
     mse_c: PairedComparison,
 ) -> dict[str, Any]:
@@ -390,6 +487,8 @@ def _row(
         "gamma": s.gamma,
         "reg_lambda": s.reg_lambda,
         "keep_start": s.keep_start,
+        "start_only": isinstance(s, StartOnlyArm),
+        "start_rule": str(opt.get("start_rule", "")),
         "control": s.gamma == 0.0,
         "set_base": set_c.base_value,
         "set_vrg": set_c.vrg_value,
@@ -415,7 +514,11 @@ def _row(
         "a_K_vrg": float(arm.alpha_bar[0]),
         "converged": bool(opt["converged"]),
         "moved": bool(opt["moved"]),
-        "box_active": box_active(base_arm.alpha_bar, arm.alpha_bar, s.gamma),
+        "box_active": (
+            0
+            if isinstance(s, StartOnlyArm)
+            else box_active(base_arm.alpha_bar, arm.alpha_bar, s.gamma)
+        ),
         "nfe": set_c.nfe,
     }
 
@@ -448,8 +551,14 @@ def run(params: Params, *, progress: bool = False) -> Result:
         cs = [judged.get((r.baseline, r.setting, metric)) for r in table.itertuples()]
         table[f"{key}_verdict"] = [c.verdict if c is not None else "control" for c in cs]
         table[f"{key}_p_holm"] = [c.p_adjusted if c is not None else math.nan for c in cs]
-    act = table[~table.control]
+    act = table[~table.control & ~table.start_only]  # VRG's own settings
     held = act[act.keep_start]
+    claim = judge_claim(table, p.baselines[0], p.reg_lambdas[0])
+    split = (
+        start_split(table, p.baselines[0], claim.interior_gamma)
+        if p.include_start_only and p.include_start_held
+        else None
+    )
     return Result(
         params=p,
         comparison=res,
@@ -462,8 +571,9 @@ def run(params: Params, *, progress: bool = False) -> Result:
             if len(held) >= 5
             else Correlation(math.nan, math.nan, len(held))
         ),
-        claim=judge_claim(table, p.baselines[0], p.reg_lambdas[0]),
+        claim=claim,
         run_seconds=seconds,
+        split=split,
     )
 
 
@@ -473,6 +583,8 @@ def _plain_family(fam: str) -> str:
         return f"λ = {fam.split('=')[1]}"
     if fam == HELD:
         return "start level held"
+    if fam == START_ONLY:
+        return "baseline, VRG's start only"
     return f"published (γ = {PUBLISHED_VRG.gamma:g}, λ = {PUBLISHED_VRG.reg_lambda:g})"
 
 
@@ -484,6 +596,7 @@ def _styles(result: Result) -> dict[str, tuple[str, str, str]]:
     for i, lam in enumerate(lams[1:]):
         out[f"lambda={lam:g}"] = (extra[i % len(extra)], "s", "--")
     out[HELD] = (colour("vrg start held"), "D", ":")
+    out[START_ONLY] = (sns.color_palette("colorblind", 10).as_hex()[7], "v", "-.")
     out[PUBLISHED] = (colour("vrg (paper's settings)"), "*", "none")
     return out
 
@@ -535,7 +648,8 @@ def figure_ablation(result: Result) -> Any:
     styles = _styles(result)
     baselines = result.params.baselines
     step = 0.015 * max(result.params.gammas)
-    offsets = {fam: step * (i % 3 - 1) for i, fam in enumerate(styles) if fam != PUBLISHED}
+    lines = [fam for fam in styles if fam != PUBLISHED]
+    offsets = {fam: step * (i - (len(lines) - 1) / 2) for i, fam in enumerate(lines)}
     height, aspect = panel_size(3)
     fig, axes = plt.subplots(
         len(baselines),
@@ -616,8 +730,9 @@ def shift_table(result: Result) -> Any:
     head = result.head
     grid_rows = head[head.family != PUBLISHED]
     shift = grid_rows.pivot_table(index="gamma", columns="family", values="start_shift_pct")
-    if HELD in shift:
-        shift.loc[0.0, HELD] = 0.0  # the gamma = 0 control
+    for fam in (HELD, START_ONLY):
+        if fam in shift:
+            shift.loc[0.0, fam] = 0.0  # the gamma = 0 control
     shift.columns = [_plain_family(c) for c in shift.columns]
     shift.index.name = "γ"
     return shift.style.format("{:+,.1f}").set_caption(
@@ -799,6 +914,8 @@ class Summary:
     rel_mse: str
     held_summary: str
     held_rho_text: str
+    split_text: str
+    split_verdict: str
     counts: dict[str, int] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)
 
@@ -829,6 +946,31 @@ def _worse_text(result: Result, key: str, col: str, fmt: str) -> str:
     )
 
 
+def _split_text(sp: StartSplit | None, set_name: str) -> str:
+    if sp is None:
+        return (
+            "The split into start level and re-timing was not run (include_start_only and "
+            "include_start_held)."
+        )
+
+    def part(x: tuple[float, float, float, str]) -> str:
+        return f"{x[0]:+.3f} [{x[1]:+.3f}, {x[2]:+.3f}] ({x[3]})"
+
+    rule = (
+        " (VRG's start lay past the baseline's next level, so the start-only arm is the baseline "
+        "stretched in log-SNR to start there)"
+        if sp.start_rule == "stretched"
+        else ""
+    )
+    return (
+        f"At γ = {sp.gamma:g}, λ = {sp.reg_lambda:g} on {sp.baseline}, VRG changes {set_name} by "
+        f"{part(sp.vrg)}; the baseline with only VRG's start level{rule} by {part(sp.start_only)}; "
+        f"VRG's re-timing with the baseline's start level by {part(sp.start_held)} "
+        f'(verdicts on "the arm lowers {set_name}", Holm over the table). On the claim that the '
+        f"gain comes from the re-timing, not the start level: {sp.verdict}."
+    )
+
+
 def summary(result: Result) -> Summary:
     p = result.params
     t = result.table
@@ -839,7 +981,7 @@ def summary(result: Result) -> Summary:
     first, last = lambda_line(head, lam0), lambda_line(head, lam1)
     moved = head[~head.control & ~head.keep_start]
     big_shift = float(moved.start_shift_pct.abs().max())
-    box = head[~head.control & (head.family != PUBLISHED)]
+    box = head[~head.control & ~head.start_only & (head.family != PUBLISHED)]
     binding = box[box.box_active > 0]
     if len(binding) == len(box):
         box_note = (
@@ -886,7 +1028,9 @@ def summary(result: Result) -> Summary:
     else:
         held_text = "The start-held variant was not run (include_start_held = False)."
     g_max = max(p.gammas)
-    big = head[(head.gamma == g_max) & ~head.keep_start & (head.family != PUBLISHED)]
+    big = head[
+        (head.gamma == g_max) & ~head.keep_start & ~head.start_only & (head.family != PUBLISHED)
+    ]
     big_worse = big[big.set_verdict == "contradicted"]
     if len(big_worse):
         too_large_detail = (
@@ -920,7 +1064,7 @@ def summary(result: Result) -> Summary:
         + f" Point estimates of Δ{set_name} are above 0 (VRG worse) in "
         f"{int((act.dset > 0).sum())} of {len(act)} settings with γ > 0."
     )
-    pen = act[~act.keep_start & (act.family != PUBLISHED)]
+    pen = act[~act.keep_start & ~act.start_only & (act.family != PUBLISHED)]
     cp = _counts(pen, "set_verdict")
     pen_text = (
         f"With the paper's penalty VRG is better on {set_name} (supported) in {cp['supported']}, "
@@ -1032,20 +1176,23 @@ def summary(result: Result) -> Summary:
         rel_mse=result.rho_mse.relation(p.alpha, "deviation"),
         held_summary=held_summary,
         held_rho_text=held_rho_text,
+        split_text=_split_text(result.split, set_name),
+        split_verdict=result.split.verdict if result.split is not None else "not run",
         counts=counts,
         best=best,
     )
 
 
 def findings(result: Result) -> list[Finding]:
-    """The chapter's finding on the claim "gamma-ablation" (see :func:`judge_claim`)."""
+    """The chapter's findings: the claim "gamma-ablation" (see :func:`judge_claim`) and, when
+    both counterfactual arms ran, the claim "start-level" (:func:`start_split`)."""
     p = result.params
     c = result.claim
     line = lambda_line(result.head, p.reg_lambdas[0])
     best = line.loc[line.dset.idxmin()]
     top = line[line.gamma == c.largest_gamma].iloc[0]
     set_name = _set_name(result)
-    return [
+    out = [
         Finding(
             claim="gamma-ablation",
             chapter=CHAPTER,
@@ -1076,3 +1223,34 @@ def findings(result: Result) -> list[Finding]:
             ),
         )
     ]
+    sp = result.split
+    if sp is None:
+        return out
+    out.append(
+        Finding(
+            claim="start-level",
+            chapter=CHAPTER,
+            finding=(
+                f"{p.testbed}, DDIM {sp.baseline} K={p.num_steps}, gamma={sp.gamma:g}, "
+                f"lambda={sp.reg_lambda:g}: {set_name} change VRG {sp.vrg[0]:+.3f} ({sp.vrg[3]}), "
+                f"baseline with VRG's start only {sp.start_only[0]:+.3f} ({sp.start_only[3]}), "
+                f"VRG with the start held {sp.start_held[0]:+.3f} ({sp.start_held[3]}) "
+                "(Holm over the chapter's table)"
+            ),
+            value=sp.start_held[0],
+            ci_low=sp.start_held[1],
+            ci_high=sp.start_held[2],
+            verdict=sp.verdict,  # type: ignore[arg-type]
+            seeds=", ".join(str(s) for s in p.seeds),
+            model=describe_testbed(p.testbed),
+            size=size_text(
+                p,
+                CHAPTER,
+                samples=p.n_samples,
+                seeds=p.seeds,
+                steps=[p.num_steps],
+                detail=f"{p.sampler}, {sp.baseline}, start-only and start-held arms",
+            ),
+        )
+    )
+    return out
