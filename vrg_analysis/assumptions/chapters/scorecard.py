@@ -40,6 +40,7 @@ AUDIT_ORDER: tuple[str, ...] = (
     "zero-mean",
     "gaussianity",
     "isotropy",
+    "x-dependence",
     "independence",
     "independence (consequence)",
     "transfer",
