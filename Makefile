@@ -43,6 +43,12 @@ EXECUTED    := $(patsubst notebooks/%.ipynb,book/notebooks/%.ipynb,$(NOTEBOOKS))
 # The pages that collect what the chapters write (findings, verdict tables) execute last.
 COLLECTORS  := book/notebooks/scorecard.ipynb book/notebooks/claims.ipynb
 ORDERED     := $(filter-out $(COLLECTORS),$(EXECUTED)) $(filter $(COLLECTORS),$(EXECUTED))
+# The slowest chapters first (measured in `make test`'s --durations), so that two workers that
+# steal work from each other finish together instead of one waiting on a long chapter started last.
+SLOW_FIRST  := quality_vs_steps testbed_models predicted_vs_measured ablation beyond_the_paper \
+               when_vrg_helps audit_calibration optimisers
+SLOW_NBS    := $(filter $(EXECUTED),$(patsubst %,book/notebooks/%.ipynb,$(SLOW_FIRST)))
+CI_ORDER    := $(SLOW_NBS) $(filter-out $(SLOW_NBS) $(COLLECTORS),$(EXECUTED))
 NBMAKE_TIMEOUT ?= 1200
 # Tests and notebooks run in JOBS processes of one thread each: on 2 cores, two single-threaded
 # workers finish sooner than one process with two threads, and several multi-threaded processes
@@ -113,8 +119,8 @@ execute: $(VENV_STAMP)
 	@# Without the official VRG files (never shipped) that chapter becomes a page saying so.
 	$(BIN)/python -m vrg_analysis official-files --notice book/notebooks/official_cifar10.ipynb
 ifeq ($(PARAMS),quick)
-	OMP_NUM_THREADS=1 $(PYTEST) -p no:cacheprovider -n $(JOBS) --nbmake --overwrite \
-	  --durations=0 --nbmake-timeout=$(NBMAKE_TIMEOUT) $(filter-out $(COLLECTORS),$(EXECUTED))
+	OMP_NUM_THREADS=1 $(PYTEST) -p no:cacheprovider -n $(JOBS) --dist worksteal --nbmake \
+	  --overwrite --durations=0 --nbmake-timeout=$(NBMAKE_TIMEOUT) $(CI_ORDER)
 	$(PYTEST) -p no:cacheprovider --nbmake --overwrite --nbmake-timeout=$(NBMAKE_TIMEOUT) \
 	  $(filter $(COLLECTORS),$(EXECUTED))
 else
@@ -136,7 +142,9 @@ book: venv mathjax data execute
 # ---------------------------------------------------------------- test
 test: venv mathjax data
 	$(RUFF) check .
-	OMP_NUM_THREADS=1 $(PYTEST) -n $(JOBS) --durations=15 tests
+	@# --dist loadfile: a test file's module-scoped fixtures (a chapter run) are computed once,
+	@# not once per worker
+	OMP_NUM_THREADS=1 $(PYTEST) -n $(JOBS) --dist loadfile --durations=15 tests
 	$(MAKE) --no-print-directory execute PARAMS=quick
 	$(JB) build . -W --keep-going --all
 

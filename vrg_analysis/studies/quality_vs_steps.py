@@ -115,13 +115,13 @@ class Params:
     seeds: tuple[int, ...] = (0, 1, 2)
     profile_samples: int = 256
     n_samples: int = 100
-    reference_steps: int = 100
+    reference_steps: int = 50
     gamma: float = 0.01
     reg_lambda: float = 100.0
     guided_model: str = "digits-cond"
     guidance_scales: tuple[float, ...] = (2.0,)
     guided_samples: int = 64
-    guided_samplers: tuple[str, ...] = ("ddim", "dpm_solver_2")
+    guided_samplers: tuple[str, ...] = ("ddim",)
     guided_baselines: tuple[str, ...] = ("logsnr_uniform", "time_uniform")
     mixture_testbed: str = "mixture-2d"
     mixture_steps: tuple[int, ...] = (5, 10, 20)
