@@ -8,7 +8,10 @@ average, and what a class's own profile would do to CPE
 runs it on a testbed and renders it).
 
 ``run(params) -> Result``; :func:`summary` (every number the prose cites), :func:`figure_means`,
-:func:`figure_spread`, :func:`verdict_table`, :func:`write_outputs` (the scorecard's table).
+:func:`figure_spread`, :func:`verdict_table`, :func:`write_outputs` (the verdict table in the
+scorecard's format; the notebook does not write it yet, because the claims page refuses an audit
+that no claim lists, and the claim "one variance per noise level" will list it only when the
+claims module changes next).
 """
 
 from __future__ import annotations
