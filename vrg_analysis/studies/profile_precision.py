@@ -50,6 +50,7 @@ from vrg_analysis.report import PAGE_WIDTH, VERDICT_COLOURS, styled
 from vrg_analysis.studies.engine import (
     ComparisonConfig,
     ComparisonResult,
+    PairedComparison,
     paired_comparison,
     run_comparison,
 )
@@ -201,6 +202,7 @@ class Result:
     sizes: pd.DataFrame = field(repr=False)
     levels_t: FloatArray
     profile_error: FloatArray  # [draws, levels]: w_draw / w_reference - 1, in table order
+    reference: PairedComparison  # VRG on the reference profile against the baseline
     seconds: float
 
 
@@ -328,23 +330,12 @@ def run(params: Params, *, progress: bool = False) -> Result:
         sizes=sizes,
         levels_t=bed.schedule.t_from_alpha_bar(draws[0][2].alpha_bar),
         profile_error=np.asarray(errors),
+        reference=ref_vs_base,
         seconds=time.perf_counter() - t0,
     )
 
 
 # ===================================================================== rendering
-def _ref(result: Result) -> Any:
-    p = result.params
-    return paired_comparison(
-        result.comparison,
-        "ddim",
-        p.baseline,
-        p.num_steps,
-        p.setting.label,
-        n_boot=p.n_boot,
-    )
-
-
 def figure_precision(result: Result) -> Any:
     """Left: the relative error of each draw's profile per timestep (one colour per size).
     Middle: the largest level shift of each draw's VRG trajectory from the reference-profile
@@ -372,7 +363,7 @@ def figure_precision(result: Result) -> Any:
     ax.set_xlabel("profiled rows N")
     ax.set_ylabel("largest level shift (log-SNR)")
     ax = axes[2]
-    tol = p.fid_tolerance * _ref(result).base_value
+    tol = p.fid_tolerance * result.reference.base_value
     ax.axhspan(-tol, tol, color="0.9", lw=0, label=f"±{100 * p.fid_tolerance:g}% of FID")
     for i, n in enumerate(p.sizes):
         sub = t[t.rows == n]
@@ -492,7 +483,7 @@ class Summary:
 
 def summary(result: Result) -> Summary:
     p = result.params
-    ref = _ref(result)
+    ref = result.reference
     s = result.sizes
     parts = [
         f"N = {r.rows}: {ENOUGH_WORDS[r.verdict]} (largest level shift "
