@@ -46,7 +46,7 @@ ORDERED     := $(filter-out $(COLLECTORS),$(EXECUTED)) $(filter $(COLLECTORS),$(
 # The slowest chapters first (measured in `make test`'s --durations), so that two workers that
 # steal work from each other finish together instead of one waiting on a long chapter started last.
 SLOW_FIRST  := quality_vs_steps testbed_models predicted_vs_measured ablation beyond_the_paper \
-               when_vrg_helps audit_calibration optimisers
+               when_vrg_helps guidance audit_calibration optimisers
 SLOW_NBS    := $(filter $(EXECUTED),$(patsubst %,book/notebooks/%.ipynb,$(SLOW_FIRST)))
 CI_ORDER    := $(SLOW_NBS) $(filter-out $(SLOW_NBS) $(COLLECTORS),$(EXECUTED))
 NBMAKE_TIMEOUT ?= 1200

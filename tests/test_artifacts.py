@@ -34,6 +34,7 @@ from vrg_analysis.assumptions.chapters import gaussian  # noqa: E402
 from vrg_analysis.resources import results_dir  # noqa: E402
 from vrg_analysis.studies import artifacts as art  # noqa: E402
 from vrg_analysis.studies import (  # noqa: E402
+    guidance,
     optimisers,
     profiling,
     quality_vs_steps,
@@ -481,9 +482,14 @@ def test_check_flags_changed_inputs_and_invalid_params(prof, tmp_path: Path) -> 
 
 def test_chapter_inputs_name_the_testbeds_files_and_hook(tmp_path: Path) -> None:
     inputs = art.chapter_inputs(quality_vs_steps.Params(**TINY_QUALITY))
-    for name in ("digits", "digits-cond", "mixture-2d"):
+    for name in ("digits", "mixture-2d"):
         fp = make_testbed(name).fingerprint
         assert inputs[f"testbed {name}: model_sha256"] == fp["model_sha256"]
+    assert not any("digits-cond" in key for key in inputs)  # a testbed the chapter does not use
+    guided = art.chapter_inputs(guidance.Params())
+    assert guided["testbed digits-cond: model_sha256"] == (
+        make_testbed("digits-cond").fingerprint["model_sha256"]
+    )
     assert (
         inputs["testbed digits: split_sha256"] == make_testbed("digits").fingerprint["split_sha256"]
     )
@@ -763,8 +769,8 @@ def test_chapter_inputs_are_path_parameters_the_same_from_any_working_folder(
     assert result_identity.path_fields(quality_vs_steps.Params(**TINY_QUALITY)) == [
         "model",
         "data",
-        "guided_model",
     ]
+    assert result_identity.path_fields(guidance.Params()) == ["model"]
     assert result_identity.path_fields(optimisers.Params(**TINY_OPTIMISERS)) == ["reference_dir"]
 
 

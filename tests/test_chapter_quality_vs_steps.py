@@ -18,10 +18,6 @@ TINY = dict(
     profile_samples=32,
     n_samples=16,
     reference_steps=6,
-    guided_samples=12,
-    guided_samplers=["ddim"],
-    guided_baselines=["time_uniform"],
-    guidance_scales=[2.0, 3.0],
     mixture_steps=[3, 5],
     mixture_samples=24,
     n_boot=20,
@@ -36,10 +32,9 @@ def result() -> chapter.Result:
 
 def test_every_comparison_is_judged_once(result: chapter.Result) -> None:
     t = result.table
-    # one guided comparison per guidance scale
-    assert result.testbeds == ["main", "guided", "guided2", "exact"]
+    assert result.testbeds == ["main", "exact"]  # the guided model has its own chapter
     assert set(t.testbed) == set(result.testbeds)
-    assert result.comparisons["guided2"].config.guidance_scale == 3.0
+    assert all(r.config.guidance_scale is None for r in result.comparisons.values())
     assert set(t.verdict) <= {"supported", "inconclusive", "contradicted"}
     # main: 2 samplers x 2 baselines x 2 K on FID and image MSE
     assert len(result.rows("main", "fid")) == 8 and len(result.rows("main", "image_mse")) == 8
@@ -57,27 +52,19 @@ def test_summary_and_findings(result: chapter.Result) -> None:
     assert s.k_lo == 3 and s.k_hi == 5
     assert s.few_lo <= s.few_estimate <= s.few_hi or math.isclose(s.few_lo, s.few_hi)
     fs = chapter.findings(result)
-    assert {f.claim for f in fs} == {"ddim-fid", "other-samplers-fid", "guidance", "few-steps"}
+    assert {f.claim for f in fs} == {"ddim-fid", "other-samplers-fid", "few-steps"}
     assert all(f.chapter == "quality_vs_steps" for f in fs)
     # the scope: each finding names the testbed its comparison ran on and that comparison's size
     p = result.params
-    by = {(f.claim, f.model.split(" (")[0]): f for f in fs if f.claim != "guidance"}
+    by = {(f.claim, f.model.split(" (")[0]): f for f in fs}
     main = [by[("ddim-fid", p.model)], by[("other-samplers-fid", p.model)]]
     main.append(by[("few-steps", p.model)])
     exact = by[("ddim-fid", p.mixture_testbed)]
-    guided, guided2 = [f for f in fs if f.claim == "guidance"]
-    assert len(by) == len(fs) - 2 == 4
+    assert len(by) == len(fs) == 4
     assert all(f.model.startswith(f"{p.model} (digits-unet: ") for f in main)
     assert all(f.size.startswith(f"{p.n_samples} samples per arm × 3 seeds") for f in main)
     assert "errors against the exact ODE" in exact.model
     assert exact.size.startswith(f"{p.mixture_samples} samples per arm × 3 seeds, K 3–5")
-    assert guided.model.startswith(f"{p.guided_model} (")
-    assert "w = 2," not in guided.model and "w = 2)" in guided.model  # the scale, in full
-    assert "w = 3)" in guided2.model
-    assert s.guidance_scales == "2 and 3"
-    assert s.guided_text.startswith("at w = 2 VRG is better in ")
-    assert "; at w = 3 VRG" in s.guided_text
-    assert guided.size.startswith(f"{p.guided_samples} samples per arm × 3 seeds")
     assert by[("ddim-fid", p.model)].size.split(", ")[2] == "ddim × 2 baseline(s)"
     assert by[("other-samplers-fid", p.model)].size.split(", ")[2] == "dpm_solver_2 × 2 baseline(s)"
     assert all(f.size.endswith("custom parameters") for f in fs)
@@ -88,7 +75,6 @@ def test_figures_and_tables_render(result: chapter.Result) -> None:
         chapter.figure_values(result),
         chapter.figure_differences(result),
         chapter.figure_exact(result),
-        chapter.figure_guided(result),
     ):
         assert len(fig.axes.flat) >= 2
         assert max(ax.get_subplotspec().colspan.stop for ax in fig.axes.flat) <= 3  # wraps
@@ -107,10 +93,8 @@ def test_figures_and_tables_render(result: chapter.Result) -> None:
         ({"gamma": 1.0}, "gamma must be <"),
         ({"model": "cifar10"}, "parameter model: 'cifar10' is neither a testbed"),
         ({"model": "."}, "parameter data: a checkpoint folder needs the data"),
-        ({"guided_model": "nope"}, "parameter guided_model"),
+        ({"mixture_testbed": "nope"}, "parameter mixture_testbed"),
         ({"device": "tpu"}, "parameter device"),
-        ({"guidance_scales": [2.0, 2.0]}, "guidance_scales: one or more distinct"),
-        ({"guidance_scales": []}, "guidance_scales"),
     ],
 )
 def test_bad_parameters_are_named(kw: dict, match: str) -> None:

@@ -5,9 +5,10 @@ PNDM and DEIS at few steps. This chapter repeats the comparison on the project's
 paired comparison engine (:mod:`vrg_analysis.studies.engine`): the same model, starting noise and
 number of model calls in both arms, VRG as published (fixed before any run), several seeds, paired
 bootstrap intervals and the book's verdict rule with Holm's correction over each testbed-and-metric
-table. Three testbeds: the image model (domain FID), its class-conditional twin with classifier-free
-guidance, and the exact 2-D mixture (exact log-likelihood, Frechet distance to the exact moments,
-error against the exact probability-flow ODE).
+table. Two testbeds: the image model (domain FID, and the deviation from a fine solve) and the exact
+2-D mixture (exact log-likelihood, Frechet distance to the exact moments, error against the exact
+probability-flow ODE). The guided class-conditional model has its own chapter
+(:mod:`vrg_analysis.studies.guidance`).
 
 The claim that the gain is largest at few steps is judged on the difference of DDIM's relative
 gains at the fewest and the most steps, with a paired bootstrap interval over seeds and samples
@@ -36,12 +37,19 @@ from vrg_analysis.params import as_float, as_int, as_tuple, check_seeds
 from vrg_analysis.report import draw_intervals, interval_grid, styled
 from vrg_analysis.samplers import SAMPLERS
 from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
+from vrg_analysis.studies.comparison_tables import (
+    FAMILY,
+    METRIC_NAMES,
+    VERDICT_ORDER,
+    comparison_metrics,
+    difference_grid,
+    judged_rows,
+    verdict_counts,
+)
 from vrg_analysis.studies.engine import (
-    METRIC_DIRECTION,
     ComparisonConfig,
     ComparisonResult,
     FrechetToReference,
-    compare_all,
     run_comparison,
 )
 from vrg_analysis.testbeds import SET_METRICS, check_model, known_testbeds
@@ -56,8 +64,6 @@ __all__ = [
     "figure_values",
     "figure_differences",
     "figure_exact",
-    "figure_guided",
-    "guided_role",
     "table",
     "counts_table",
     "summary",
@@ -67,37 +73,14 @@ __all__ = [
 ]
 
 CHAPTER = "quality_vs_steps"
-#: The chapter's comparisons by role at one guidance scale (the default). With several scales
-#: there is one guided comparison per scale, ``"guided"``, ``"guided2"``, ... (:func:`guided_role`,
-#: :meth:`Params.configs`); :attr:`Result.testbeds` lists a run's.
-TESTBEDS: tuple[str, ...] = ("main", "guided", "exact")
-
-
-def guided_role(i: int) -> str:
-    """The comparison name of the ``i``-th guidance scale (0-based): ``guided``, ``guided2``, …"""
-    return "guided" if i == 0 else f"guided{i + 1}"
-
-
-METRIC_NAMES: dict[str, str] = {
-    "fid": "domain FID",
-    "pixel_frechet": "pixel-space Fréchet distance",
-    "frechet": "Fréchet distance to the exact moments",
-    "image_mse": "deviation from the fine solve (MSE)",
-    "log_likelihood": "exact log-likelihood (nats)",
-    "exact_error": "error against the exact ODE (MSE)",
-}
+#: The chapter's comparisons by role (:meth:`Params.configs`): the image model and the exact
+#: mixture.
+TESTBEDS: tuple[str, ...] = ("main", "exact")
 #: Panel titles of the exact-testbed figure.
 SHORT_METRIC_NAMES: dict[str, str] = {
     "frechet": "Fréchet to exact (lower better)",
     "log_likelihood": "log-likelihood (higher better)",
     "exact_error": "error vs exact ODE (lower better)",
-}
-FAMILY: dict[str, str] = {
-    "ddim": "DDIM",
-    "dpm_solver_2": "DPM-Solver-2",
-    "dpm_solver_pp_2m": "DPM-Solver++(2M)",
-    "s_pndm": "S-PNDM",
-    "deis_tab2": "DEIS tAB2",
 }
 #: The sample-quality metrics of the chapter's overall tally.
 QUALITY_METRICS: tuple[str, ...] = (*SET_METRICS, "log_likelihood", "exact_error")
@@ -118,11 +101,6 @@ class Params:
     reference_steps: int = 50
     gamma: float = 0.01
     reg_lambda: float = 100.0
-    guided_model: str = "digits-cond"
-    guidance_scales: tuple[float, ...] = (2.0,)
-    guided_samples: int = 64
-    guided_samplers: tuple[str, ...] = ("ddim",)
-    guided_baselines: tuple[str, ...] = ("logsnr_uniform", "time_uniform")
     mixture_testbed: str = "mixture-2d"
     mixture_steps: tuple[int, ...] = (5, 10, 20)
     mixture_samples: int = 256
@@ -131,10 +109,8 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        for name in ("samplers", "guided_samplers"):
-            s(self, name, as_tuple(getattr(self, name), name, str, choices=SAMPLERS))
-        for name in ("baselines", "guided_baselines"):
-            s(self, name, as_tuple(getattr(self, name), name, str, choices=BASELINES))
+        s(self, "samplers", as_tuple(self.samplers, "samplers", str, choices=SAMPLERS))
+        s(self, "baselines", as_tuple(self.baselines, "baselines", str, choices=BASELINES))
         for name in ("steps", "mixture_steps"):
             s(self, name, tuple(sorted(set(as_tuple(getattr(self, name), name, int)))))
             if min(getattr(self, name)) < 1:
@@ -143,7 +119,6 @@ class Params:
         for name, least in (
             ("profile_samples", 2),
             ("n_samples", 2),
-            ("guided_samples", 2),
             ("mixture_samples", 2),
             ("reference_steps", 2),
             ("n_boot", 20),
@@ -151,25 +126,21 @@ class Params:
             s(self, name, as_int(getattr(self, name), name, minimum=least))
         s(self, "gamma", as_float(self.gamma, "gamma", minimum=0.0, maximum=1.0, open_high=True))
         s(self, "reg_lambda", as_float(self.reg_lambda, "reg_lambda", minimum=0.0))
-        scales = as_tuple(self.guidance_scales, "guidance_scales", float)
-        scales = tuple(as_float(w, "guidance_scales") for w in scales)
-        if not scales or len(set(scales)) != len(scales):
-            raise ValueError(
-                f"parameter guidance_scales: one or more distinct scales, got {list(scales)!r}"
-            )
-        s(self, "guidance_scales", scales)
         check_model(self.model, self.data, self.device)
-        # the guided and exact comparisons take testbeds (a folder there has no data parameter)
-        for name in ("guided_model", "mixture_testbed"):
-            check_model(getattr(self, name), None, self.device, names=(name, name, "device"))
+        # the exact comparison takes a testbed (a folder there has no data parameter)
+        check_model(
+            self.mixture_testbed,
+            None,
+            self.device,
+            names=("mixture_testbed", "mixture_testbed", "device"),
+        )
 
     @property
     def vrg(self) -> VRGSetting:
         return VRGSetting(self.gamma, self.reg_lambda)
 
     def configs(self) -> dict[str, ComparisonConfig]:
-        """The comparisons the chapter runs: ``main``, one guided comparison per guidance scale
-        (:func:`guided_role`) and ``exact``."""
+        """The comparisons the chapter runs: ``main`` (the image model) and ``exact``."""
         common: dict[str, Any] = {
             "seeds": self.seeds,
             "arms": (self.vrg,),
@@ -187,18 +158,6 @@ class Params:
                 n_samples=self.n_samples,
                 **common,
             ),
-            **{
-                guided_role(i): ComparisonConfig(
-                    testbed=self.guided_model,
-                    guidance_scale=w,
-                    samplers=self.guided_samplers,
-                    baselines=self.guided_baselines,
-                    steps=self.steps,
-                    n_samples=self.guided_samples,
-                    **common,
-                )
-                for i, w in enumerate(self.guidance_scales)
-            },
             "exact": ComparisonConfig(
                 testbed=self.mixture_testbed,
                 samplers=self.samplers,
@@ -224,9 +183,7 @@ class Result:
     few_steps_k: tuple[int, int]
 
     def metrics(self, testbed: str) -> list[str]:
-        res = self.comparisons[testbed]
-        order = ["log_likelihood", "exact_error", "image_mse"]
-        return [res.set_metric, *[m for m in order if m in res.arms[0].per_sample]]
+        return comparison_metrics(self.comparisons[testbed])
 
     def rows(self, testbed: str, metric: str) -> pd.DataFrame:
         t = self.table
@@ -234,45 +191,12 @@ class Result:
 
     @property
     def testbeds(self) -> list[str]:
-        """The comparisons' names, in order (``main``, the guided ones, ``exact``)."""
+        """The comparisons' names, in order (``main``, ``exact``)."""
         return list(self.comparisons)
-
-    @property
-    def guided(self) -> list[str]:
-        """The guided comparisons' names, one per guidance scale."""
-        return [guided_role(i) for i in range(len(self.params.guidance_scales))]
 
     @property
     def model_calls(self) -> int:
         return sum(r.model_calls for r in self.comparisons.values())
-
-
-def _judged_rows(name: str, res: ComparisonResult, metrics: list[str], n_boot: int) -> list[dict]:
-    rows = []
-    for metric in metrics:
-        for c in compare_all(res, metric, n_boot=n_boot):  # Holm over each testbed x metric
-            rows.append(
-                {
-                    "testbed": name,
-                    "metric": metric,
-                    "sampler": c.sampler,
-                    "baseline": c.baseline,
-                    "K": c.K,
-                    "NFE": c.nfe,
-                    "baseline value": c.base_value,
-                    "VRG value": c.vrg_value,
-                    "difference": c.delta,
-                    "relative": c.relative,
-                    "ci_low": c.ci_low,
-                    "ci_high": c.ci_high,
-                    "p (Holm)": c.p_adjusted,
-                    "verdict": c.verdict,
-                    "seeds improved": sum(METRIC_DIRECTION[metric] * d > 0 for d in c.seed_deltas),
-                    "CPE baseline": c.base_cpe,
-                    "CPE VRG": c.vrg_cpe,
-                }
-            )
-    return rows
 
 
 def gain_difference(
@@ -321,13 +245,11 @@ def gain_difference(
 
 
 def run(params: Params, *, progress: bool = False) -> Result:
-    """Run the chapter's three comparisons and judge them."""
+    """Run the chapter's two comparisons and judge them."""
     comps = {name: run_comparison(cfg, progress=progress) for name, cfg in params.configs().items()}
     rows: list[dict] = []
     for name, res in comps.items():
-        order = ["log_likelihood", "exact_error", "image_mse"]
-        metrics = [res.set_metric, *[m for m in order if m in res.arms[0].per_sample]]
-        rows += _judged_rows(name, res, metrics, params.n_boot)
+        rows += judged_rows(name, res, params.n_boot)
     main = comps["main"]
     ks = sorted({k for s, _, k in main.configurations() if s == "ddim"})
     if "ddim" in params.samplers and len(ks) >= 2:
@@ -345,17 +267,10 @@ def run(params: Params, *, progress: bool = False) -> Result:
 
 
 # ===================================================================== rendering
-def _scale(result: Result, testbed: str) -> float:
-    """The guidance scale of a guided comparison."""
-    return float(result.params.guidance_scales[result.guided.index(testbed)])
-
-
 def _label(result: Result, testbed: str) -> str:
     p = result.params
     if testbed == "main":
         return p.model if p.model in known_testbeds() else "your checkpoint"
-    if testbed in result.guided:
-        return f"{p.guided_model} (guided, w = {_scale(result, testbed):g})"
     return p.mixture_testbed
 
 
@@ -403,43 +318,7 @@ def figure_differences(result: Result, testbed: str = "main", metric: str | None
     """VRG − baseline with its 95% paired bootstrap interval against K, one panel per sampler,
     one colour per baseline (below zero is better for a lower-is-better metric)."""
     metric = metric or result.comparisons[testbed].set_metric
-    return _difference_grid(result.rows(testbed, metric).copy(), metric)
-
-
-def _difference_grid(rows: pd.DataFrame, metric: str, **facets: Any) -> Any:
-    """The judged rows' VRG − baseline with its interval against K, one panel per sampler and
-    one colour per baseline (``facets``: more :func:`interval_grid` options, e.g. a row)."""
-    rows["sampler"] = rows.sampler.map(lambda s: FAMILY.get(s, s))
-    return interval_grid(
-        rows,
-        x="K",
-        y="difference",
-        low="ci_low",
-        high="ci_high",
-        col="sampler",
-        hue="baseline",
-        xlabel="K (levels)",
-        ylabel=f"VRG − baseline\n{METRIC_NAMES[metric]}",
-        zero_line=True,
-        **facets,
-    )
-
-
-def figure_guided(result: Result) -> Any:
-    """VRG − baseline on the guided model, one row per guidance scale and one panel per sampler,
-    one colour per baseline, with 95% paired bootstrap intervals."""
-    frames = []
-    for tb in result.guided:
-        rows = result.rows(tb, result.comparisons[tb].set_metric).copy()
-        rows["guidance"] = f"w = {_scale(result, tb):g}"
-        frames.append(rows)
-    metric = result.comparisons["guided"].set_metric
-    return _difference_grid(
-        pd.concat(frames, ignore_index=True),
-        metric,
-        row="guidance",
-        titles="{row_name}, {col_name}",
-    )
+    return difference_grid(result.rows(testbed, metric), metric)
 
 
 def figure_exact(result: Result) -> Any:
@@ -510,7 +389,7 @@ def _counts(result: Result) -> pd.DataFrame:
         result.table.groupby(["testbed", "metric"], sort=False)["verdict"]
         .value_counts()
         .unstack(fill_value=0)
-        .reindex(columns=["supported", "inconclusive", "contradicted"], fill_value=0)
+        .reindex(columns=list(VERDICT_ORDER), fill_value=0)
     )
 
 
@@ -530,17 +409,12 @@ class Summary:
     """Every number the chapter's prose cites (glued by field name)."""
 
     model_label: str
-    guided_label: str
     set_metric_name: str
     n_seeds: int
     n_samples: int
-    guided_samples: int
     mixture_samples: int
     gamma: float
     reg_lambda: float
-    guided_model_name: str
-    guidance_scales: str
-    guided_text: str
     reference_steps: int
     total_calls: int
     n_configs: int
@@ -583,22 +457,6 @@ def few_steps_verdict(result: Result) -> str:
     ).verdict
 
 
-def _guided_text(result: Result) -> str:
-    """One clause per guidance scale: how often VRG was better, inconclusive and worse on the
-    guided model's set metric."""
-    parts = []
-    for tb in result.guided:
-        rows = result.rows(tb, result.comparisons[tb].set_metric)
-        n = {
-            v: int((rows.verdict == v).sum()) for v in ("supported", "inconclusive", "contradicted")
-        }
-        parts.append(
-            f"at w = {_scale(result, tb):g} VRG is better in {n['supported']}, inconclusive in "
-            f"{n['inconclusive']} and worse in {n['contradicted']} of {len(rows)}"
-        )
-    return "; ".join(parts)
-
-
 def summary(result: Result) -> Summary:
     p = result.params
     main = result.comparisons["main"]
@@ -611,7 +469,7 @@ def summary(result: Result) -> Summary:
     for tb in result.testbeds:
         for m in result.metrics(tb):
             key = "set" if m == result.comparisons[tb].set_metric else m
-            for v in ("supported", "inconclusive", "contradicted"):
+            for v in VERDICT_ORDER:
                 counts[f"{tb}_{key}_{v}"] = int(c.loc[(tb, m), v]) if (tb, m) in c.index else 0
             counts[f"{tb}_{key}_n"] = int(len(result.rows(tb, m)))
     quality = result.table[result.table.metric.isin(QUALITY_METRICS)]
@@ -619,17 +477,12 @@ def summary(result: Result) -> Summary:
     iv = result.few_steps
     return Summary(
         model_label=_label(result, "main"),
-        guided_label=_label(result, "guided"),
         set_metric_name=METRIC_NAMES[main.set_metric],
         n_seeds=len(p.seeds),
         n_samples=p.n_samples,
-        guided_samples=p.guided_samples,
         mixture_samples=p.mixture_samples,
         gamma=p.gamma,
         reg_lambda=p.reg_lambda,
-        guided_model_name=p.guided_model,
-        guidance_scales=" and ".join(f"{w:g}" for w in p.guidance_scales),
-        guided_text=_guided_text(result),
         reference_steps=p.reference_steps,
         total_calls=result.model_calls,
         n_configs=int(len(result.table)),
@@ -665,14 +518,11 @@ def summary(result: Result) -> Summary:
 
 def _scope(result: Result, testbed: str, rows: pd.DataFrame) -> tuple[str, str]:
     """A finding's ``model`` and ``size``: the testbed of one of the chapter's comparisons
-    (``"main"``, a guided one, ``"exact"``; :meth:`Params.configs`), its samples and seeds, and
-    the samplers, baselines and K of the judged ``rows`` the finding sums up."""
+    (``"main"`` or ``"exact"``; :meth:`Params.configs`), its samples and seeds, and the samplers,
+    baselines and K of the judged ``rows`` the finding sums up."""
     p = result.params
     cfg = p.configs()[testbed]
-    if testbed in result.guided:
-        note = f"classifier-free guidance, w = {_scale(result, testbed):g}"
-    else:
-        note = {"main": "", "exact": "errors against the exact ODE"}[testbed]
+    note = {"main": "", "exact": "errors against the exact ODE"}[testbed]
     samplers = list(dict.fromkeys(rows.sampler))
     size = size_text(
         p,
@@ -711,9 +561,7 @@ def findings(result: Result) -> list[Finding]:
             pick = pick[pick.baseline == baseline_name]
         row = pick.iloc[0]
         model, size = _scope(result, testbed, sub)
-        n = {
-            v: int((sub.verdict == v).sum()) for v in ("supported", "inconclusive", "contradicted")
-        }
+        n = verdict_counts(sub)
         return Finding(
             claim=claim,
             chapter=CHAPTER,
@@ -755,18 +603,6 @@ def findings(result: Result) -> list[Finding]:
             f"{label}, DPM-Solver/PNDM/DEIS",
             min(p.steps),
             "logsnr_uniform",
-        ),
-        *(
-            finding(
-                "guidance",
-                tb,
-                result.comparisons[tb].set_metric,
-                list(p.guided_samplers),
-                f"guided {p.guided_model} (w = {_scale(result, tb):g})",
-                k_head,
-                "logsnr_uniform",
-            )
-            for tb in result.guided
         ),
     ]
     iv = result.few_steps
