@@ -487,8 +487,9 @@ def test_chapter_inputs_name_the_testbeds_files_and_hook(tmp_path: Path) -> None
         assert inputs[f"testbed {name}: model_sha256"] == fp["model_sha256"]
     assert not any("digits-cond" in key for key in inputs)  # a testbed the chapter does not use
     guided = art.chapter_inputs(guidance.Params())
-    assert guided["testbed digits-cond: model_sha256"] == (
-        make_testbed("digits-cond").fingerprint["model_sha256"]
+    assert (
+        guided["testbed digits-cond: model_sha256"]
+        == (make_testbed("digits-cond").fingerprint["model_sha256"])
     )
     assert (
         inputs["testbed digits: split_sha256"] == make_testbed("digits").fingerprint["split_sha256"]
