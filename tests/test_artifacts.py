@@ -31,6 +31,7 @@ from test_chapter_profiling import TINY as TINY_PROFILING  # noqa: E402
 from test_chapter_quality_vs_steps import TINY as TINY_QUALITY  # noqa: E402
 
 from vrg_analysis.assumptions.chapters import gaussian  # noqa: E402
+from vrg_analysis.layers import import_graph  # noqa: E402
 from vrg_analysis.resources import results_dir  # noqa: E402
 from vrg_analysis.studies import artifacts as art  # noqa: E402
 from vrg_analysis.studies import (  # noqa: E402
@@ -896,3 +897,47 @@ def test_a_malformed_parameter_file_is_refused_naming_file_and_line(tmp_path, mo
     yaml_file.write_bytes(b"n_samples: \xff\n")
     with pytest.raises(ValueError, match=rf"{where}: cannot be read"):
         art.params_from_set(profiling, "broken")
+
+
+def test_a_presentation_module_does_not_stale_an_artifact(prof, tmp_path: Path) -> None:
+    """The report package only draws and formats a stored result: a new figure size leaves the
+    artifact current, while the same edit to a computing module makes it stale."""
+    pkg = Path(art.__file__).resolve().parent.parent
+    copy = tmp_path / "src" / "vrg_analysis"
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    code = art.code_version(profiling, root=copy)
+    assert "vrg_analysis.report.theme" in code.modules  # recorded all the same
+    saved = save_and_read(profiling, prof, tmp_path / "results", code=code)
+    (copy / "report" / "theme.py").write_text(
+        (copy / "report" / "theme.py").read_text() + "\nPAGE_FONT_SCALE = 1.2\n"
+    )
+    (copy / "report" / "extra.py").write_text("Y = 2\n")
+    with open(copy / "report" / "figures.py", "a") as fh:
+        fh.write("\nfrom vrg_analysis.report import extra  # noqa\n")
+    now = art.code_version(profiling, root=copy)
+    assert now.digest != code.digest and "vrg_analysis.report.extra" in now.modules
+    assert art.check_artifact(saved, root=copy) == art.Freshness("current")
+    (copy / "profiling" / "algorithm1.py").write_text(
+        (copy / "profiling" / "algorithm1.py").read_text() + "\n# changed\n"
+    )
+    fresh = art.check_artifact(saved, root=copy)
+    assert fresh.status == "stale"
+    assert fresh.changed_modules == ("vrg_analysis.profiling.algorithm1",)
+    assert result_identity.computing_changes({"a": "1", "vrg_analysis.report.x": "2"}, {}) == [
+        "a (no longer used)"
+    ]
+    assert result_identity.is_presentation("vrg_analysis.report")
+    assert not result_identity.is_presentation("vrg_analysis.reporting")
+
+
+def test_presentation_modules_import_no_computing_module() -> None:
+    """What makes the report package's exemption safe: it cannot compute a result, because it
+    imports nothing of the package but itself, the file helpers and the layer map it draws."""
+    allowed = ("vrg_analysis.report", "vrg_analysis.io", "vrg_analysis.layers")
+    found = [
+        f"{imp.importer} imports {imp.imported}"
+        for imp in import_graph()
+        if result_identity.is_presentation(imp.importer)
+        and not any(imp.imported == a or imp.imported.startswith(a + ".") for a in allowed)
+    ]
+    assert found == []

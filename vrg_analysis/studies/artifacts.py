@@ -24,7 +24,10 @@ the JSON last, both atomically, so an interrupted save leaves the previous pair 
 
 :func:`check_artifact` says whether an artifact is still **current**: its code version and inputs
 are what the present code and files give, and its parameters are still valid; otherwise it is
-**stale**, with the reasons (which modules changed, which inputs). :func:`run_or_load` returns the
+**stale**, with the reasons (which modules changed, which inputs). A change to a presentation
+module (the ``vrg_analysis.report`` package: figures, tables, theme, glue;
+:func:`~vrg_analysis.studies.result_identity.computing_changes`) does not make it stale: the page
+draws the stored result with the present presentation code. :func:`run_or_load` returns the
 committed result when a current artifact matches the parameters, else runs the chapter, and says
 which it did (:class:`Provenance`); :func:`load_committed` returns the committed result of a named
 parameter set (``"full"``) for a page that shows it beside its quick run, or says why there is
@@ -82,6 +85,7 @@ from vrg_analysis.studies.result_identity import (
     Machine,
     chapter_inputs,
     code_version,
+    computing_changes,
     keyed_params,
     machine_info,
     package_root,
@@ -656,8 +660,10 @@ def _error_text(err: BaseException) -> str:
 
 def check_artifact(artifact: ResultArtifact, *, root: str | Path | None = None) -> Freshness:
     """Whether ``artifact`` is current: its code version equals the present one of its chapter
-    (source at ``root``, default this package), its parameters still pass the chapter's checks,
-    and its inputs equal what :func:`chapter_inputs` finds now. Otherwise stale, with why."""
+    (source at ``root``, default this package) in every computing module (a presentation module
+    may differ: :func:`~vrg_analysis.studies.result_identity.computing_changes`), its parameters
+    still pass the chapter's checks, and its inputs equal what :func:`chapter_inputs` finds now.
+    Otherwise stale, with why."""
     reasons: list[str] = []
     changed_modules: list[str] = []
     changed_inputs: list[str] = []
@@ -671,11 +677,13 @@ def check_artifact(artifact: ResultArtifact, *, root: str | Path | None = None) 
         code = None
         reasons.append(f"code version cannot be computed: {_error_text(err)}")
     if code is not None and code.digest != artifact.code_version:
-        changed_modules = _diff(artifact.modules, code.modules)
-        reasons.append(
-            f"code changed since the run ({len(changed_modules)} module(s): "
-            f"{_listing(changed_modules)})"
-        )
+        # a presentation module (the report package) draws what the result holds: no reason
+        changed_modules = computing_changes(artifact.modules, code.modules)
+        if changed_modules:
+            reasons.append(
+                f"code changed since the run ({len(changed_modules)} module(s): "
+                f"{_listing(changed_modules)})"
+            )
     try:
         params = artifact.params_object(validate=True)
     except (TypeError, ValueError) as err:
@@ -869,7 +877,8 @@ def run_study(
     start = time.perf_counter()
     result = _call_run(module, params, progress)
     wall = time.perf_counter() - start
-    if code_version(module).digest != code.digest or chapter_inputs(params, module) != inputs:
+    changed = computing_changes(code.modules, code_version(module).modules)
+    if changed or chapter_inputs(params, module) != inputs:
         log.warning(
             "the code or inputs of %s changed while it ran: the artifact records those it "
             "started with and will read as stale",

@@ -4,7 +4,10 @@
   ``vrg_analysis`` module it imports, transitively (the import graph of
   :func:`vrg_analysis.layers.import_graph`, and the packages those modules sit in), with the
   sha256 of each module so that a change can be named; and the package version
-  (:class:`CodeVersion`);
+  (:class:`CodeVersion`). The presentation modules (:data:`PRESENTATION_PACKAGES`: the
+  ``vrg_analysis.report`` package, which only draws and formats what a result holds) are recorded
+  but do not make an artifact stale (:func:`computing_changes`): a new figure size or colour
+  does not change a number;
 * :func:`chapter_inputs`: name -> sha256 of the model weights, data splits and reference
   statistics of every testbed the parameters name, and of every file or folder a path parameter
   names (:func:`path_fields`), by content, so that the same files give the same inputs from any
@@ -48,8 +51,11 @@ from vrg_analysis.testbeds import known_testbeds, make_testbed
 
 __all__ = [
     "EXECUTION_FIELDS",
+    "PRESENTATION_PACKAGES",
     "CodeVersion",
     "code_version",
+    "computing_changes",
+    "is_presentation",
     "chapter_inputs",
     "Machine",
     "machine_info",
@@ -88,6 +94,36 @@ class CodeVersion:
     digest: str
     modules: Mapping[str, str]
     package_version: str
+
+
+#: Packages whose modules only present results (figures, tables, the book's theme, glue): they
+#: import no computing module of the package (``tests/test_artifacts.py`` holds them to it), so a
+#: chapter's ``run`` cannot compute through them, and a change to one leaves a stored result as
+#: it was. Recorded in an artifact's ``modules``, but no reason for staleness.
+PRESENTATION_PACKAGES: tuple[str, ...] = (f"{PACKAGE}.report",)
+
+
+def is_presentation(module: str) -> bool:
+    """Whether ``module`` (a name as :class:`CodeVersion` records it) only presents results
+    (:data:`PRESENTATION_PACKAGES`)."""
+    return any(module == p or module.startswith(p + ".") for p in PRESENTATION_PACKAGES)
+
+
+def computing_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The modules whose source differs between two :attr:`CodeVersion.modules` (one no longer
+    imported marked ``(no longer used)``, a new one ``(new)``), leaving out the presentation
+    modules (:func:`is_presentation`): the changes that make a stored result stale."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if is_presentation(k):
+            continue
+        if k not in new:
+            out.append(f"{k} (no longer used)")
+        elif k not in old:
+            out.append(f"{k} (new)")
+        elif old[k] != new[k]:
+            out.append(k)
+    return out
 
 
 def package_root(root: str | Path | None) -> Path:
