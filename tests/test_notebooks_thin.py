@@ -58,3 +58,18 @@ def test_the_rule_sees_a_fat_notebook(tmp_path: Path) -> None:
     p.write_text(json.dumps(fat))
     with pytest.raises(AssertionError, match="defines"):
         test_notebook_is_thin(p)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_settings_replace_the_parameters_cell_on_the_page(nb: Path) -> None:
+    """The page does not open with the parameters cell's code: the cell's input is removed and
+    the cell that validates the parameters ends by showing them as the collapsed "Settings of this
+    run" block (:func:`vrg_analysis.report.settings_block`)."""
+    cells = _code(nb)
+    i = next(k for k, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    assert cells[i]["metadata"]["tags"] == ["parameters", "remove-input"], nb.name
+    last = ast.parse("".join(cells[i + 1]["source"])).body[-1]
+    assert isinstance(last, ast.Expr) and isinstance(last.value, ast.Call), nb.name
+    assert ast.unparse(last.value.func) == "settings_block", nb.name
+    shown = {ast.unparse(a) for a in last.value.args}
+    assert "params" in shown, f"{nb.name}: the settings block does not show params"

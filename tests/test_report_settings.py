@@ -1,0 +1,63 @@
+"""The "Settings of this run" block: every parameter a run used, collapsed under the page's
+introduction, values shown as the reader would type them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from vrg_analysis.report import settings_block, settings_html
+from vrg_analysis.report.settings import MAX_VALUE_CHARS, setting_text
+from vrg_analysis.studies import guidance
+
+
+@dataclass(frozen=True)
+class Params:
+    model: str = "digits"
+    steps: tuple[int, ...] = (5, 10)
+    n_samples: int | None = None
+    gamma: float = 0.01
+    quick: bool = True
+
+
+def test_every_field_is_a_row_of_a_collapsed_block() -> None:
+    text = settings_html(Params())
+    assert text.startswith('<details class="vrg-settings"><summary>Settings of this run</summary>')
+    assert text.endswith("</details>")
+    assert text.count("<tr>") == 5
+    assert "<td><code>steps</code></td><td>[5, 10]</td>" in text
+    assert "<td><code>n_samples</code></td><td>default</td>" in text
+    assert "<td><code>gamma</code></td><td>0.01</td>" in text
+    assert "<td><code>quick</code></td><td>True</td>" in text
+    assert settings_block(Params()).data == text
+
+
+def test_a_chapter_params_after_its_checks() -> None:
+    """The block shows what the run used: the checked, resolved values."""
+    text = settings_html(guidance.Params(steps="[10, 5]"))
+    assert "<td><code>steps</code></td><td>[5, 10]</td>" in text
+    assert "<td><code>guidance_scales</code></td><td>[2.0]</td>" in text
+
+
+def test_several_objects_are_grouped_and_mappings_accepted() -> None:
+    text = settings_html(Params(), {"verdict_dir": "verdicts"}, title="Settings")
+    assert "<summary>Settings</summary>" in text
+    assert '<th colspan="2">test_report_settings.Params</th>' in text
+    assert '<th colspan="2">settings</th>' in text
+    assert "<td><code>verdict_dir</code></td><td>verdicts</td>" in text
+
+
+def test_values_are_escaped_and_cut() -> None:
+    assert setting_text([0.5, None, "a"]) == "[0.5, default, a]"
+    assert setting_text(float("nan")) == "nan"
+    long = setting_text(list(range(100)))
+    assert len(long) == MAX_VALUE_CHARS and long.endswith("…")
+    text = settings_html({"path": "<script>x</script>"})
+    assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+@pytest.mark.parametrize("bad", [(), (3,), ("text",)])
+def test_bad_input_is_refused(bad: tuple) -> None:
+    with pytest.raises((TypeError, ValueError), match="settings"):
+        settings_html(*bad)
