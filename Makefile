@@ -108,6 +108,20 @@ data:
 	       "or set VRG_FASHION_MNIST_DIR to a folder with its four IDX files" >&2; exit 1; \
 	fi
 
+# ---------------------------------------------------------------- chromium
+# `make test` loads every page of the built book in headless Chromium (tests/check_book.py:
+# Selenium with Debian's chromedriver, nothing downloaded at run time). Installed here when
+# missing and this is Debian run as root (131 packages, about a minute after `apt-get update`).
+.PHONY: chromium
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+	  echo "Chromium or chromedriver is missing: install Debian's packages with" \
+	       "'sudo apt-get update && sudo apt-get install -y chromium chromium-driver'" >&2; exit 1; \
+	fi
+
 # ---------------------------------------------------------------- execute
 # Every notebook executes once, in the folder of its executed copy (book/notebooks/), so the
 # findings and verdict tables the chapters write land beside them (claims/, verdicts/). With the
@@ -140,13 +154,14 @@ book: venv mathjax data execute
 	@echo "First chapter: $(abspath $(FIRST_CHAPTER))"
 
 # ---------------------------------------------------------------- test
-test: venv mathjax data
+test: venv mathjax data chromium
 	$(RUFF) check .
 	@# --dist loadfile: a test file's module-scoped fixtures (a chapter run) are computed once,
 	@# not once per worker
 	OMP_NUM_THREADS=1 $(PYTEST) -n $(JOBS) --dist loadfile --durations=15 tests
 	$(MAKE) --no-print-directory execute PARAMS=quick
 	$(JB) build . -W --keep-going --all
+	$(BIN)/python tests/check_book.py _build/html --screenshots _build/screenshots
 
 # ---------------------------------------------------------------- clean
 clean:

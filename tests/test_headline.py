@@ -139,7 +139,7 @@ def test_one_panel_per_unit_with_its_rows(rows, tmp_path: Path) -> None:
     sizes = sorted(len(ax.get_yticks()) for ax in fig.axes)
     assert sizes == [1, 1, 1, 2]
     labels = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()}
-    assert "gain largest at few steps · fashion · full size" in labels
+    assert "gain largest at few steps\nfashion · full size" in labels
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["reproduced", "not reproduced (the opposite measured)", "not settled"]
     csv, png = headline.write_headline(frame, fig, tmp_path / "figures")
@@ -161,3 +161,37 @@ def test_the_answer_is_scoped_and_counts_every_claim(rows) -> None:
     assert a.why_text.count("not measured in this build") == 3
     empty = headline.answer(claims.claim_rows([], {}))
     assert "not measured in this build" in empty.headline_text
+
+
+def test_values_carry_their_unit_and_interval() -> None:
+    by = {(f.claim, f.model.split(" (")[0]): f for f in FINDINGS}
+    assert headline.value_text(by[("ddim-fid", "fashion")]) == "+2 FID [+1, +3]"
+    assert headline.value_text(by[("cheap", "mixture-2d")]) == "0.2 s"
+    assert headline.value_text(by[("few-steps", "fashion")]) == "+3 pp [-1, +7]"
+    cut = _finding(
+        "cpe-reduction", "published_profiles", "digits (x)", QUICK, "supported",
+        value=36.25, ci_low=math.nan, ci_high=math.nan,
+    )  # fmt: skip
+    assert headline.value_text(cut) == "36.2%"
+    nothing = _finding("cheap", "optimisers", "digits (x)", QUICK, "inconclusive", value=math.nan)
+    assert headline.value_text(nothing) == ""
+
+
+def test_the_short_table_has_short_cells_badges_and_links(tmp_path: Path) -> None:
+    (tmp_path / "quality_vs_steps.ipynb").write_text("{}")
+    audit = {
+        "gaussianity": {"verdict": "contradicted", "contradicted": 3, "tests": 10},
+        "zero-mean": {"verdict": "supported", "contradicted": 0, "tests": 8},
+    }
+    rows = claims.claim_rows(FINDINGS, audit)
+    text = headline.short_table_html(rows, tmp_path)
+    assert text.count("<tr>") == 1 + len(FINDINGS) + 2 + (len(claims.CLAIMS) - 5)
+    assert "<td>fashion · full size</td><td>+2 FID [+1, +3]</td>" in text
+    assert 'href="quality_vs_steps.html">details</a>' in text
+    assert "optimisers" in text and 'href="optimisers.html"' not in text  # no such page here
+    assert "audit gaussianity: 3 of 10 tests violated" in text and ">violated</span>" in text
+    assert "not needed by CPE" in text
+    assert ">not measured</span>" in text  # a claim without evidence says so
+    # every cell is short: no finding's long text in the table
+    cells = [c.split("</td>")[0] for c in text.split("<td")[1:]]
+    assert max(len(c) for c in cells if "span" not in c) < 200

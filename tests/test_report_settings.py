@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from vrg_analysis.report import settings_block, settings_html
+from vrg_analysis.report import collapsed, settings_block, settings_html
 from vrg_analysis.report.settings import MAX_VALUE_CHARS, setting_text
 from vrg_analysis.studies import guidance
 
@@ -61,3 +61,11 @@ def test_values_are_escaped_and_cut() -> None:
 def test_bad_input_is_refused(bad: tuple) -> None:
     with pytest.raises((TypeError, ValueError), match="settings"):
         settings_html(*bad)
+
+
+def test_detail_is_collapsed_under_its_title() -> None:
+    block = collapsed("<table></table>", "Every finding in full").data
+    assert block.startswith('<details class="vrg-details"><summary>Every finding in full')
+    assert block.endswith("<table></table></details>")
+    with pytest.raises(ValueError, match="title"):
+        collapsed("<p>x</p>", " ")

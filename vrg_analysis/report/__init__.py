@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vrg_analysis.report.figures import draw_intervals, interval_grid, save_figures
 from vrg_analysis.report.glue import glue_fields, glue_figure, plain
-from vrg_analysis.report.settings import settings_block, settings_html
+from vrg_analysis.report.settings import collapsed, settings_block, settings_html
 from vrg_analysis.report.tables import styled, verdict_css
 from vrg_analysis.report.theme import (
     MAX_COLUMNS,
@@ -36,5 +36,6 @@ __all__ = [
     "glue_figure",
     "plain",
     "settings_block",
+    "collapsed",
     "settings_html",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from IPython.display import HTML
 
-__all__ = ["settings_html", "settings_block", "setting_text"]
+__all__ = ["settings_html", "settings_block", "setting_text", "collapsed"]
 
 #: The longest a value is shown before it is cut (a long list of timesteps, a path).
 MAX_VALUE_CHARS = 120
@@ -81,3 +81,14 @@ def settings_block(*params: Any, title: str = "Settings of this run") -> HTML:
     """:func:`settings_html` as a displayable object (the last line of a notebook cell shows
     it)."""
     return HTML(settings_html(*params, title=title))
+
+
+def collapsed(body_html: str, title: str) -> HTML:
+    """``body_html`` (a table, a list) in a collapsed ``<details>`` block titled ``title``: detail
+    a reader opens on demand, below the short version the page leads with."""
+    if not title.strip():
+        raise ValueError("collapsed: a block needs a title")
+    return HTML(
+        f'<details class="vrg-details"><summary>{html.escape(title)}</summary>{body_html}'
+        "</details>"
+    )

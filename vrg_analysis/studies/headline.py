@@ -10,6 +10,7 @@ verdict. Effects in different units are never put on one axis.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
+from vrg_analysis.evaluation.verdict_words import ASSUMPTION_WORDS
 from vrg_analysis.io import atomic_open, atomic_write_text
 from vrg_analysis.report.theme import PAGE_WIDTH, VERDICT_COLOURS
 from vrg_analysis.studies.claims import (
@@ -41,6 +44,8 @@ __all__ = [
     "headline_frame",
     "figure_headline",
     "write_headline",
+    "value_text",
+    "short_table_html",
     "Answer",
     "answer",
 ]
@@ -67,15 +72,17 @@ SHORT_CLAIMS: dict[str, str] = {
 @dataclass(frozen=True)
 class Unit:
     """What a finding's headline value measures: ``label`` (the axis title, with the direction
-    that favours VRG where there is one) and whether 0 is "no effect" (a difference)."""
+    that favours VRG where there is one), whether 0 is "no effect" (a difference), and the
+    ``suffix`` a table writes after the number (``"FID"``, ``"%"``, ``"s"``)."""
 
     label: str
     difference: bool
+    suffix: str
 
 
-_DELTA_FID = Unit("VRG − baseline, FID (negative: VRG better)", True)
-_DELTA_FRECHET = Unit("VRG − baseline, Fréchet distance (negative: VRG better)", True)
-_DELTA_EXACT = Unit("VRG − baseline, exact-ODE error (MSE; negative: VRG better)", True)
+_DELTA_FID = Unit("VRG − baseline, FID (negative: VRG better)", True, "FID")
+_DELTA_FRECHET = Unit("VRG − baseline, Fréchet distance (negative: VRG better)", True, "Fréchet")
+_DELTA_EXACT = Unit("VRG − baseline, exact-ODE error (MSE; negative: VRG better)", True, "MSE")
 #: (chapter, claim) -> the unit of the finding's value; the comparisons' set metric depends on
 #: the model (FID on an image model, the Fréchet distance to the exact moments on a mixture).
 _UNITS: dict[tuple[str, str], Unit | str] = {
@@ -85,18 +92,18 @@ _UNITS: dict[tuple[str, str], Unit | str] = {
     ("ablation", "gamma-ablation"): "set metric",
     ("ablation", "start-level"): "set metric",
     ("quality_vs_steps", "few-steps"): Unit(
-        "gain at fewest − at most steps (percentage points)", True
+        "gain at fewest − at most steps (percentage points)", True, "pp"
     ),
-    ("published_profiles", "cpe-reduction"): Unit("median CPE reduction by VRG (%)", False),
-    ("official_cifar10", "cpe-reduction"): Unit("CPE of VRG's trajectory (Eq. 10)", False),
-    ("official_cifar10", "start-level"): Unit("CPE gain with the start level held (%)", True),
+    ("published_profiles", "cpe-reduction"): Unit("median CPE reduction by VRG (%)", False, "%"),
+    ("official_cifar10", "cpe-reduction"): Unit("CPE of VRG's trajectory (Eq. 10)", False, "CPE"),
+    ("official_cifar10", "start-level"): Unit("CPE gain with the start level held (%)", True, "%"),
     ("official_cifar10", "cpe-predicts-error"): Unit(
-        "share of trajectory pairs ranked as by FID", False
+        "share of trajectory pairs ranked as by FID", False, "of pairs"
     ),
     ("predicted_vs_measured", "cpe-predicts-error"): Unit(
-        "median change of the measured error under VRG (%)", True
+        "median change of the measured error under VRG (%)", True, "%"
     ),
-    ("optimisers", "cheap"): Unit("VRG solver wall time (s)", False),
+    ("optimisers", "cheap"): Unit("VRG solver wall time (s)", False, "s"),
 }
 
 
@@ -185,7 +192,7 @@ def figure_headline(frame: pd.DataFrame) -> Figure:
         raise ValueError("figure_headline: no findings to plot")
     units = list(dict.fromkeys(frame.unit))
     counts = [int((frame.unit == u).sum()) for u in units]
-    height = sum(0.28 * n + 0.9 for n in counts) + 0.6
+    height = sum(0.42 * n + 0.9 for n in counts) + 0.6
     fig, axes = plt.subplots(
         len(units),
         1,
@@ -201,7 +208,9 @@ def figure_headline(frame: pd.DataFrame) -> Figure:
             if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
                 ax.plot([r.ci_low, r.ci_high], [y, y], color=c, lw=2.2, solid_capstyle="butt")
             ax.plot([r.value], [y], "o", color=c, ms=6)
-        ax.set_yticks(list(ys), list(part.row))
+        # two lines a row (the claim, then model · size · detail): the axis keeps the page's width
+        ax.set_yticks(list(ys), [r.replace(" · ", "\n", 1) for r in part.row], fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_ylim(-0.7, len(part) - 0.3)
         if bool(part.difference.iloc[0]):
             ax.axvline(0.0, color="k", lw=0.8)
@@ -229,6 +238,73 @@ def write_headline(frame: pd.DataFrame, figure: Figure, folder: str | Path) -> t
     with atomic_open(png, "wb") as fh:
         figure.savefig(fh, format="png", dpi=150, bbox_inches="tight")
     return csv, png
+
+
+# ===================================================================== the short table
+def value_text(f: Finding) -> str:
+    """A finding's headline value with its unit and 95% interval, e.g. ``"+0.8 FID [-0.54,
+    +2.2]"`` (no interval: the value and unit alone; no value: empty)."""
+    if not math.isfinite(f.value):
+        return ""
+    suffix = finding_unit(f).suffix
+    sep = "" if suffix == "%" else " "
+    sign = "+" if finding_unit(f).difference else ""
+    text = f"{f.value:{sign}.3g}{sep}{suffix}"
+    if is_interval(f):
+        text += f" [{f.ci_low:{sign}.3g}, {f.ci_high:{sign}.3g}]"
+    return text
+
+
+def _badge(colour_key: str, words: str) -> str:
+    c = VERDICT_COLOURS.get(colour_key, "#ffffff")
+    return (
+        f'<span style="background:{c};color:white;font-weight:bold;padding:1px 6px;'
+        f'border-radius:4px;white-space:nowrap">{html.escape(words)}</span>'
+    )
+
+
+def short_table_html(rows: Sequence[ClaimRow], book_dir: str | Path) -> str:
+    """The claims in short cells: one line per finding (and per audit of an assumption), the
+    claim in a few words, where it was measured (model and size), the value with its unit and
+    interval (:func:`value_text`), the verdict as a coloured badge and a link to the chapter
+    that has the details (an audit's: the scorecard). The full text of each finding stays in the
+    claims page's detailed table."""
+    folder = Path(book_dir)
+
+    def link(chapter: str) -> str:
+        if (folder / f"{chapter}.ipynb").is_file():
+            return f'<a href="{chapter}.html">details</a>'
+        return html.escape(chapter)
+
+    parts = [
+        '<table class="claims-short"><thead><tr><th>claim</th><th>measured on</th>'
+        "<th>value [95% CI]</th><th>verdict</th><th>chapter</th></tr></thead><tbody>"
+    ]
+    for r in rows:
+        lines: list[tuple[str, str, str, str]] = []
+        for f in r.findings:
+            where = f"{f.model.split(' (', 1)[0].strip()} · {size_class(f)}"
+            badge = _badge(f.verdict, CLAIM_WORDS[f.verdict])
+            lines.append((where, value_text(f), badge, link(f.chapter)))
+        for au in r.audits:
+            where = f"audit {au.audit}: {au.contradicted} of {au.tests} tests violated"
+            badge = _badge(au.verdict, ASSUMPTION_WORDS[au.verdict])
+            lines.append((where, "", badge, link("scorecard")))
+        if not lines:
+            lines.append(
+                ("not measured in this build", "", _badge("not measured", "not measured"), "")
+            )
+        claim = html.escape(SHORT_CLAIMS.get(r.claim.id, r.claim.id))
+        if not r.claim.needed_by_cpe:
+            claim += "<br><small>not needed by CPE</small>"
+        for i, (where, value, badge, chapter) in enumerate(lines):
+            first = f'<td rowspan="{len(lines)}"><b>{claim}</b></td>' if i == 0 else ""
+            parts.append(
+                f"<tr>{first}<td>{html.escape(where)}</td><td>{html.escape(value)}</td>"
+                f"<td>{badge}</td><td>{chapter}</td></tr>"
+            )
+    parts.append("</tbody></table>")
+    return "".join(parts)
 
 
 # ===================================================================== the plain answer
