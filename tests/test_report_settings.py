@@ -69,3 +69,23 @@ def test_detail_is_collapsed_under_its_title() -> None:
     assert block.endswith("<table></table></details>")
     with pytest.raises(ValueError, match="title"):
         collapsed("<p>x</p>", " ")
+
+
+def test_a_figure_is_glued_with_its_data_beside_it(tmp_path) -> None:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from vrg_analysis.report import glue_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    frame = pd.DataFrame({"K": [5, 10], "difference": [-0.5, 0.25]})
+    path = glue_figure("fig_x", fig, data=frame, data_dir=tmp_path / "figures" / "chapter")
+    assert path == tmp_path / "figures" / "chapter" / "fig_x.csv"
+    assert pd.read_csv(path).equals(frame)
+    assert not plt.fignum_exists(fig.number)  # closed once glued
+    fig2, _ = plt.subplots()
+    assert glue_figure("fig_y", fig2) is None
+    fig3, _ = plt.subplots()
+    with pytest.raises(TypeError, match="fig_z.*DataFrame"):
+        glue_figure("fig_z", fig3, data=[1, 2])  # type: ignore[arg-type]

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from vrg_analysis.io import atomic_write_text
 
 __all__ = ["glue_fields", "glue_figure", "plain"]
 
@@ -65,10 +69,23 @@ def glue_fields(summary: Any, prefix: str = "") -> dict[str, Any]:
     return glued
 
 
-def glue_figure(name: str, figure: Any) -> None:
-    """Glue a matplotlib figure (or a seaborn grid) by name and close it."""
+def glue_figure(
+    name: str,
+    figure: Any,
+    data: pd.DataFrame | None = None,
+    data_dir: str | Path = "figures",
+) -> Path | None:
+    """Glue a matplotlib figure (or a seaborn grid) by name and close it. With ``data`` (the
+    table the figure draws), also write it as ``<data_dir>/<name>.csv`` (atomically) for the
+    download link beside the figure, and return that path."""
     import matplotlib.pyplot as plt
 
     fig = getattr(figure, "figure", figure)
     _glue(name, fig)
     plt.close(fig)
+    if data is None:
+        return None
+    if not isinstance(data, pd.DataFrame):
+        kind = type(data).__name__
+        raise TypeError(f"glue_figure {name!r}: data must be a DataFrame, got {kind}")
+    return atomic_write_text(Path(data_dir) / f"{name}.csv", data.to_csv(index=False))
