@@ -91,6 +91,38 @@ def test_outputs_are_what_the_audit_command_reads(result: chapter.Result, tmp_pa
     assert "background-color" in html and "contradicted" in html
 
 
+def test_the_committed_result_keeps_what_the_page_draws(result: chapter.Result, tmp_path) -> None:
+    """A committed full-size run leaves out the raw errors (hundreds of MB on the 28x28 model):
+    the page's numbers, findings and figures are the same from what it keeps, and it round-trips
+    through the artifact codec."""
+    from vrg_analysis.studies import artifacts
+
+    small = chapter.artifact_result(result)
+    assert small.samples == {} and set(result.samples) == {"eps", "eps*"}
+    assert chapter.summary(small) == chapter.summary(result)
+    assert chapter.findings_markdown(small) == chapter.findings_markdown(result)
+    for name, fig in chapter.figures(small).items():
+        full = chapter.figures(result)[name]
+        for a, b in zip(fig.axes, full.axes, strict=True):
+            assert [ln.get_ydata().tolist() for ln in a.lines] == [
+                ln.get_ydata().tolist() for ln in b.lines
+            ]
+    # the QQ curves: each audited coordinate at three levels, both extremes of each kept
+    qq = result.qq
+    assert set(qq.level) == set(chapter.qq_levels(3)) and set(qq.key) == {"eps", "eps*"}
+    e = result.samples["eps"].errors[0, :, result.coordinates[0]]
+    z = (e - e.mean()) / e.std(ddof=1)
+    first = qq[(qq.key == "eps") & (qq.level == 0) & (qq.dim == result.coordinates[0])]
+    assert np.isclose(first.z.min(), z.min()) and np.isclose(first.z.max(), z.max())
+    assert len(first) == min(60, chapter.QQ_POINTS)
+    path = artifacts.save_artifact(
+        chapter, result.params, result, wall_time_s=1.0, params_set="quick", directory=tmp_path
+    )
+    back = artifacts.read_artifact(path).result()
+    assert back.samples == {} and chapter.summary(back) == chapter.summary(result)
+    assert artifacts.read_artifact(path).reduced_by
+
+
 # ===================================================================== estimators
 def test_bias_share_known_answer() -> None:
     rng = np.random.default_rng(0)

@@ -40,6 +40,7 @@ studies (:mod:`vrg_analysis.studies.bias_sensitivity`), which this layer may not
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,9 @@ __all__ = [
     "figures",
     "write_outputs",
     "summary",
+    "artifact_result",
+    "qq_curves",
+    "qq_levels",
 ]
 
 CHAPTER = "audit_gaussian"
@@ -197,6 +201,40 @@ def bias_share(sample: ErrorSample) -> FloatArray:
     return mean_sq.sum(axis=1) / (e**2).mean(axis=1).sum(axis=1)
 
 
+#: Points kept of each QQ curve (both extremes always): a curve of thousands of points draws the
+#: same at the page's size.
+QQ_POINTS = 400
+
+
+def qq_levels(num_levels: int) -> list[int]:
+    """The levels the QQ figure shows: the least noisy, a middle and the noisiest."""
+    return sorted({0, num_levels // 2, num_levels - 1})
+
+
+def qq_curves(sample: ErrorSample, coordinates: Sequence[int], key: str) -> pd.DataFrame:
+    """Per QQ level (:func:`qq_levels`) and audited coordinate, the standardized error's order
+    statistics against the normal quantiles ``(i - 1/2) / n``, thinned to :data:`QQ_POINTS`
+    points (the extremes kept)."""
+    n = sample.n
+    keep = np.unique(np.round(np.linspace(0, n - 1, min(n, QQ_POINTS))).astype(int))
+    q = stats.norm.ppf((keep + 0.5) / n)
+    out = []
+    for i in qq_levels(sample.num_levels):
+        for j in coordinates:
+            v = sample.errors[i, :, int(j)]
+            z = np.sort((v - v.mean()) / v.std(ddof=1))[keep]
+            out.append(pd.DataFrame({"key": key, "level": i, "dim": int(j), "q": q, "z": z}))
+    return pd.concat(out, ignore_index=True)
+
+
+def artifact_result(result: Result) -> Result:
+    """What a committed full-size run keeps (:mod:`vrg_analysis.studies.artifacts`): everything
+    but the raw errors (20 levels x 5,000 rows x 784 coordinates of the 28x28 model are about
+    600 MB), which the page does not draw: its figures and numbers come from the verdict rows,
+    the intervals, the bias shares and the QQ curves computed from them."""
+    return dataclasses.replace(result, samples={})
+
+
 def effect_intervals(
     sample: ErrorSample,
     coordinates: Sequence[int],
@@ -241,7 +279,10 @@ def effect_intervals(
 @dataclass(frozen=True, eq=False)
 class Result:
     """Everything the chapter shows: the error samples, the verdict rows by kind of error, the
-    tidy frame of the rows and the intervals of the effects figure."""
+    tidy frame of the rows, the intervals of the effects figure, and what the page draws from
+    the raw errors, computed once: the audited levels, the error's dimension, the bias share
+    per level (:func:`bias_share`) and the QQ curves (:func:`qq_curves`). A committed result
+    keeps those and leaves out the raw errors (:func:`artifact_result`)."""
 
     params: Params
     target_name: str
@@ -252,6 +293,10 @@ class Result:
     rows: dict[str, list[AuditResult]]
     frame: pd.DataFrame = field(repr=False)
     intervals: pd.DataFrame = field(repr=False)
+    alpha_bar: FloatArray = field(repr=False)
+    dim: int
+    bias_shares: FloatArray = field(repr=False)
+    qq: pd.DataFrame = field(repr=False)
 
     @property
     def results(self) -> list[AuditResult]:
@@ -260,7 +305,12 @@ class Result:
 
     @property
     def levels(self) -> FloatArray:
-        return self.samples["eps"].alpha_bar
+        return self.alpha_bar
+
+    @property
+    def keys(self) -> list[str]:
+        """The kinds of error audited (:data:`AGAINST`), in order."""
+        return list(self.rows)
 
     @property
     def sigmas(self) -> FloatArray:
@@ -330,6 +380,7 @@ def _compute(params: Params) -> Result:
         by_key[key] += with_source(normality_audit(s, **common), src)
     frame = audit_frame(by_key)
     coords = sorted(int(j) for j in frame["dim"].unique())
+    qq = pd.concat([qq_curves(s, coords, key) for key, s in samples.items()], ignore_index=True)
     intervals = pd.concat(
         [
             effect_intervals(s, coords, bootstrap=params.bootstrap, seed=params.seed).assign(
@@ -349,6 +400,10 @@ def _compute(params: Params) -> Result:
         rows=by_key,
         frame=frame,
         intervals=intervals,
+        alpha_bar=samples["eps"].alpha_bar,
+        dim=samples["eps"].dim,
+        bias_shares=bias_share(samples["eps"]),
+        qq=qq,
     )
 
 
@@ -449,7 +504,7 @@ def _normality_sentence(result: Result, key: str) -> str:
 def findings_markdown(result: Result) -> str:
     """The findings list (Markdown bullets): per kind of error, the zero-mean and the
     Gaussianity verdicts with their largest effects and where they occur."""
-    keys = list(result.samples)
+    keys = result.keys
     items = [_zero_mean_sentence(result, k) for k in keys]
     items += [_normality_sentence(result, k) for k in keys]
     if not result.exact:
@@ -468,22 +523,18 @@ def _colours(keys: Sequence[str]) -> dict[str, Any]:
 def figure_qq(result: Result) -> Figure:
     """QQ plots of the standardized error of each audited coordinate against normal quantiles at
     the least noisy, a middle and the noisiest level; one row per kind of error."""
-    n_lv = len(result.levels)
-    picks = sorted({0, n_lv // 2, n_lv - 1})
-    keys = list(result.samples)
+    picks = qq_levels(len(result.levels))
+    keys = result.keys
     width = PAGE_WIDTH / 3
     fig, axes = plt.subplots(
         len(keys), len(picks), figsize=(width * len(picks), 0.95 * width * len(keys)), squeeze=False
     )
     for r, key in enumerate(keys):
-        e = result.samples[key].errors
         for c, i in enumerate(picks):
             ax = axes[r, c]
-            for j in result.coordinates:
-                v = e[i, :, j]
-                z = np.sort((v - v.mean()) / v.std(ddof=1))
-                q = stats.norm.ppf((np.arange(1, z.size + 1) - 0.5) / z.size)
-                ax.plot(q, z, lw=1, alpha=0.5)
+            curves = result.qq[(result.qq.key == key) & (result.qq.level == i)]
+            for _, curve in curves.groupby("dim", sort=True):
+                ax.plot(curve.q, curve.z, lw=1, alpha=0.5)
             lim = max(4.0, float(np.abs(ax.get_ylim()).max()))
             ax.plot([-4, 4], [-4, 4], "k--", lw=1)
             ax.set_ylim(-lim, lim)
@@ -500,7 +551,7 @@ def figure_effects(result: Result) -> Figure:
     tolerance bands (grey): the standardized mean (Student-t 95% intervals), the skewness
     (bootstrap 95% intervals), the excess kurtosis and the W1 distance to N(0, 1)."""
     df, iv = result.frame, result.intervals
-    keys = list(result.samples)
+    keys = result.keys
     colours = _colours(keys)
     panels = [
         (ZERO_MEAN, "standardized mean (sd)", "d"),
@@ -587,7 +638,7 @@ class Summary:
 
 def summary(result: Result) -> Summary:
     df = result.frame
-    share = bias_share(result.samples["eps"])
+    share = result.bias_shares
     i = int(np.argmax(share))
     counts = {v: int((df.verdict == v).sum()) for v in VERDICTS}
     return Summary(
@@ -603,7 +654,7 @@ def summary(result: Result) -> Summary:
         n_used=result.params.n_samples,
         n_levels=len(result.levels),
         n_coords=len(result.coordinates),
-        dim=result.samples["eps"].dim,
+        dim=result.dim,
         sigma_min=float(result.sigmas.min()),
         sigma_max=float(result.sigmas.max()),
         margin=result.params.margin,
