@@ -83,6 +83,7 @@ from vrg_analysis.studies.result_identity import (
     EXECUTION_FIELDS,
     CodeVersion,
     Machine,
+    changed_keys,
     chapter_inputs,
     code_version,
     computing_changes,
@@ -638,18 +639,6 @@ def _listing(names: list[str], most: int = 6) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        if k not in new:
-            out.append(f"{k} (no longer used)")
-        elif k not in old:
-            out.append(f"{k} (new)")
-        elif old[k] != new[k]:
-            out.append(k)
-    return out
-
-
 def _error_text(err: BaseException) -> str:
     """An error as text, with the file and line of a ``SyntaxError``."""
     if isinstance(err, SyntaxError):
@@ -696,7 +685,7 @@ def check_artifact(artifact: ResultArtifact, *, root: str | Path | None = None) 
         except Exception as err:  # noqa: BLE001 - any failure to find an input makes it stale
             reasons.append(f"inputs cannot be read: {type(err).__name__}: {err}")
         else:
-            changed_inputs = _diff(artifact.inputs, now)
+            changed_inputs = changed_keys(artifact.inputs, now)
             if changed_inputs:
                 reasons.append(f"inputs differ: {_listing(changed_inputs)}")
     status = "stale" if reasons else "current"

@@ -55,6 +55,7 @@ __all__ = [
     "CodeVersion",
     "code_version",
     "computing_changes",
+    "changed_keys",
     "is_presentation",
     "chapter_inputs",
     "Machine",
@@ -109,14 +110,11 @@ def is_presentation(module: str) -> bool:
     return any(module == p or module.startswith(p + ".") for p in PRESENTATION_PACKAGES)
 
 
-def computing_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
-    """The modules whose source differs between two :attr:`CodeVersion.modules` (one no longer
-    imported marked ``(no longer used)``, a new one ``(new)``), leaving out the presentation
-    modules (:func:`is_presentation`): the changes that make a stored result stale."""
+def changed_keys(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The keys whose digest differs between two name -> sha256 mappings, sorted: one only in
+    ``old`` marked ``(no longer used)``, one only in ``new`` marked ``(new)``."""
     out = []
     for k in sorted(set(old) | set(new)):
-        if is_presentation(k):
-            continue
         if k not in new:
             out.append(f"{k} (no longer used)")
         elif k not in old:
@@ -124,6 +122,13 @@ def computing_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[st
         elif old[k] != new[k]:
             out.append(k)
     return out
+
+
+def computing_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The modules whose source differs between two :attr:`CodeVersion.modules`
+    (:func:`changed_keys`), leaving out the presentation modules (:func:`is_presentation`): the
+    changes that make a stored result stale."""
+    return [k for k in changed_keys(old, new) if not is_presentation(k.split(" (", 1)[0])]
 
 
 def package_root(root: str | Path | None) -> Path:
