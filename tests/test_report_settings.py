@@ -48,6 +48,18 @@ def test_several_objects_are_grouped_and_mappings_accepted() -> None:
     assert "<td><code>verdict_dir</code></td><td>verdicts</td>" in text
 
 
+def test_paths_of_the_build_machine_are_not_shown(tmp_path, monkeypatch) -> None:
+    from vrg_analysis.report.settings import PROJECT_ROOT
+
+    assert setting_text(str(PROJECT_ROOT / "benchmarks" / "results")) == "benchmarks/results"
+    assert setting_text(PROJECT_ROOT / "data") == "data"
+    monkeypatch.chdir(tmp_path)
+    assert setting_text(str(tmp_path / "out" / "x.npz")) == "out/x.npz"
+    assert setting_text(str(tmp_path)) == "."
+    assert setting_text("/elsewhere/model") == "/elsewhere/model"  # a user's own folder
+    assert setting_text("relative/path") == "relative/path"
+
+
 def test_values_are_escaped_and_cut() -> None:
     assert setting_text([0.5, None, "a"]) == "[0.5, default, a]"
     assert setting_text(float("nan")) == "nan"

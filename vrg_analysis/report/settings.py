@@ -12,6 +12,7 @@ import dataclasses
 import html
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from IPython.display import HTML
@@ -20,11 +21,29 @@ __all__ = ["settings_html", "settings_block", "setting_text", "collapsed"]
 
 #: The longest a value is shown before it is cut (a long list of timesteps, a path).
 MAX_VALUE_CHARS = 120
+#: The project folder (the one that holds the ``vrg_analysis`` package): a path inside it is
+#: shown relative to it, so a page never shows where the book was built.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _shown_path(text: str) -> str:
+    """An absolute path inside the project or the working folder, relative to it (``.`` for the
+    folder itself); anything else unchanged."""
+    path = Path(text)
+    if not path.is_absolute():
+        return text
+    for root in (PROJECT_ROOT, Path.cwd().resolve()):
+        try:
+            return path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return text
 
 
 def setting_text(value: Any) -> str:
     """A parameter's value as the page shows it: lists and tuples as ``[a, b]``, ``None`` as
-    ``default``, floats in their shortest exact form, long values cut with an ellipsis."""
+    ``default``, floats in their shortest exact form, an absolute path inside the project or the
+    working folder relative to it, long values cut with an ellipsis."""
     if value is None:
         text = "default"
     elif isinstance(value, bool):
@@ -35,6 +54,8 @@ def setting_text(value: Any) -> str:
         text = "[" + ", ".join(setting_text(v) for v in value) + "]"
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         text = type(value).__name__
+    elif isinstance(value, Path | str):
+        text = _shown_path(str(value))
     else:
         text = str(value)
     if len(text) > MAX_VALUE_CHARS:
