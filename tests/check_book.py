@@ -478,18 +478,20 @@ def check_console(
 
 
 def screenshot(driver: Any, path: Path) -> None:
-    """A PNG of the whole page (up to ``MAX_SCREENSHOT_HEIGHT`` CSS pixels tall) at ``path``."""
+    """A PNG of the whole page (up to ``MAX_SCREENSHOT_HEIGHT`` CSS pixels tall) at ``path``.
+
+    The viewport is made as tall as the page for the capture (device-metrics emulation) and
+    restored after: a capture beyond the viewport lays the book's theme out at another size and
+    shifts the article sideways."""
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     width = max(WINDOW[0], int(size["width"]))
     height = min(MAX_SCREENSHOT_HEIGHT, max(1, int(size["height"])))
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
-        },
-    )
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
