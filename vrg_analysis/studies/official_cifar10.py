@@ -62,6 +62,10 @@ __all__ = [
     "headline_table",
     "sweep_table",
     "start_split_table",
+    "penalty_scales",
+    "penalty_table",
+    "PENALTY_FORMS",
+    "PAPER_LAMBDA",
     "cpe_rank_table",
     "rank_concordance",
     "figure_cpe_rank",
@@ -84,6 +88,17 @@ OPTIMISED_FILE = "optimized_dpm_alphaBar_1-010-time_quadratic.txt"
 SWEEP_BASELINES: tuple[str, ...] = ("time_uniform", "time_quadratic", "logsnr_uniform")
 #: The paper's published check (time-uniform K = 10 on the CIFAR-10 profile): CPE before, after.
 PAPER_CHECK: tuple[float, float] = (0.327, 0.191)
+#: The regulariser weight of the paper's gamma ablation (DDIM, CIFAR-10, K = 10), which the
+#: research code used; the public code's default is 100 (:attr:`Params.reg_lambda`).
+PAPER_LAMBDA = 1e4
+#: The forms a start-level penalty ``lambda * d^2`` can take: the public code's (``d`` the move of
+#: alpha_bar_K), and two a research code could have used instead (the move of log alpha_bar_K,
+#: and of the noise level sigma_K), each as a function of the two start levels.
+PENALTY_FORMS: dict[str, Any] = {
+    "alpha_bar_K (the public code)": lambda a0, a1: a1 - a0,
+    "log alpha_bar_K": lambda a0, a1: math.log(a1 / a0),
+    "sigma_K": lambda a0, a1: float(sigma_from_alpha_bar(a1) - sigma_from_alpha_bar(a0)),
+}
 #: The paper's CIFAR-10 FIDs of DDIM on the three baselines (no VRG) at K = 10, 20, 50, 100, as
 #: the claims page quotes them; the official order-1 trajectory file of each is ``FILE_NAMES``.
 PAPER_DDIM_FID: dict[str, tuple[float, ...]] = {
@@ -392,6 +407,52 @@ def _split_rows(label: str, sp: StartLevelSplit) -> list[dict[str, Any]]:
     ]
 
 
+def penalty_scales(split: StartLevelSplit, lambdas: tuple[float, ...]) -> pd.DataFrame:
+    """Reconciling the lambda scales: for each penalty form of :data:`PENALTY_FORMS` and each
+    weight in ``lambdas``, the penalty ``lambda * d^2`` that the start-level move of ``split``
+    costs, against the CPE that the move alone buys (``cpe_baseline - cpe_start_only``, Eq. 10):
+    a penalty holds the start level only where it exceeds what the move buys."""
+    a0, a1 = split.start_baseline, split.start_retimed
+    bought = split.cpe_baseline - split.cpe_start_only
+    rows = []
+    for form, move in PENALTY_FORMS.items():
+        d = float(move(a0, a1))
+        for lam in lambdas:
+            pen = float(lam) * d * d
+            rows.append(
+                {
+                    "penalty on": form,
+                    "lambda": float(lam),
+                    "move d": d,
+                    "penalty lambda d^2": pen,
+                    "CPE the move buys": bought,
+                    "penalty / CPE bought": pen / bought if bought > 0 else math.inf,
+                    "holds the start level": pen > bought,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def penalty_table(result: Result) -> Any:
+    """:func:`penalty_scales` of the official output at the public code's and the paper's
+    lambda."""
+    frame = penalty_scales(result.split, (result.params.reg_lambda, PAPER_LAMBDA))
+    return styled(
+        frame,
+        formats={
+            "lambda": "{:g}",
+            "move d": "{:.3g}",
+            "penalty lambda d^2": "{:.3g}",
+            "CPE the move buys": "{:.4f}",
+            "penalty / CPE bought": "{:.3g}",
+        },
+        caption=(
+            "The start-level penalty lambda d^2 at the official output's move, on three scales, "
+            "against the CPE the move buys"
+        ),
+    )
+
+
 def start_split_table(result: Result) -> Any:
     """Start level or re-timing (:func:`~vrg_analysis.vrg.start_level.start_level_split`): the
     official output and the exact solver's output, each beside the baseline with only its start
@@ -553,6 +614,8 @@ class Summary:
     rank_ties: int
     rank_p: float
     rank_verdict: str
+    paper_lambda: float
+    penalty_text: str
 
 
 def summary(result: Result) -> Summary:
@@ -608,7 +671,26 @@ def summary(result: Result) -> Summary:
         rank_ties=ties,
         rank_p=p_rank,
         rank_verdict=_rank_verdict(conc, disc, p_rank),
+        paper_lambda=PAPER_LAMBDA,
+        penalty_text=_penalty_text(result),
     )
+
+
+def _penalty_text(result: Result) -> str:
+    """Which penalty forms and weights hold the official output's start level, in words."""
+    frame = penalty_scales(result.split, (result.params.reg_lambda, PAPER_LAMBDA))
+    parts = []
+    for form, g in frame.groupby("penalty on", sort=False):
+        held = [
+            f"{lam:g}" for lam, h in zip(g["lambda"], g["holds the start level"], strict=True) if h
+        ]
+        ratio = " and ".join(
+            f"{r:.2g} (lambda = {lam:g})"
+            for r, lam in zip(g["penalty / CPE bought"], g["lambda"], strict=True)
+        )
+        verb = f"holds it at lambda = {' and '.join(held)}" if held else "holds it at neither"
+        parts.append(f"on {form} the penalty is {ratio} times the CPE the move buys ({verb})")
+    return "; ".join(parts)
 
 
 def _rank_verdict(concordant: int, discordant: int, p: float, alpha: float = 0.05) -> str:
