@@ -14,6 +14,7 @@ from scipy import stats
 from vrg_analysis import cli
 from vrg_analysis.studies import official_cifar10 as chapter
 from vrg_analysis.studies.claims import QUICK_PARAMETERS, params_label
+from vrg_analysis.studies.cpe_ranking import rank_concordance
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +207,7 @@ def test_does_cpe_rank_the_paper_s_trajectories(result: chapter.Result) -> None:
     r = result.ranks
     assert len(r) == 12 and set(r.K) == {10, 20, 50, 100}
     assert (r[r.baseline == "time_quadratic"]["CPE rank"] == 3).all()
-    assert chapter.rank_concordance(r)[:3] == (5, 6, 1)
+    assert rank_concordance(r, y="published FID")[:3] == (5, 6, 1)
     k10 = r[r.K == 10].set_index("baseline")
     assert round(k10.loc["time_quadratic", "CPE"], 3) == 0.501
     assert round(k10.loc["logsnr_uniform", "CPE"], 3) == 0.468
@@ -221,14 +222,16 @@ def test_rank_concordance_on_known_frames() -> None:
     import pandas as pd
 
     same = pd.DataFrame({"K": [5] * 3, "CPE": [0.1, 0.2, 0.3], "published FID": [1.0, 2.0, 3.0]})
-    assert chapter.rank_concordance(same)[:3] == (3, 0, 0)
+    assert rank_concordance(same, y="published FID")[:3] == (3, 0, 0)
     flipped = same.assign(**{"published FID": [3.0, 2.0, 1.0]})
-    conc, disc, ties, p = chapter.rank_concordance(flipped)
+    conc, disc, ties, p = rank_concordance(flipped, y="published FID")
     assert (conc, disc, ties) == (0, 3, 0) and p == pytest.approx(0.25)  # binomtest(0, 3)
     # within one K, (concordant - discordant) / pairs is Kendall's tau-a (scipy's, untied)
     mixed = same.assign(**{"published FID": [2.0, 1.0, 3.0]})
-    conc, disc, _, _ = chapter.rank_concordance(mixed)
+    conc, disc, _, _ = rank_concordance(mixed, y="published FID")
     tau = stats.kendalltau(mixed["CPE"], mixed["published FID"]).statistic
     assert (conc - disc) / 3 == pytest.approx(tau)
     tied = same.assign(**{"published FID": [1.0, 1.0, 1.0]})
-    assert chapter.rank_concordance(tied)[2] == 3 and math.isnan(chapter.rank_concordance(tied)[3])
+    assert rank_concordance(tied, y="published FID")[2] == 3 and math.isnan(
+        rank_concordance(tied, y="published FID")[3]
+    )

@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from scipy import stats
 
 from vrg_analysis.core.cpe import cpe_terms, cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile, read_official_profile
@@ -50,6 +49,7 @@ from vrg_analysis.params import as_float, as_int, as_tuple
 from vrg_analysis.report import PAGE_WIDTH, colour, styled
 from vrg_analysis.resources import official_reference_dir
 from vrg_analysis.studies.claims import Finding, size_text
+from vrg_analysis.studies.cpe_ranking import rank_concordance, rank_verdict
 from vrg_analysis.vrg.optimize import MLPSGDConfig, OptimizationResult, optimize_trajectory
 from vrg_analysis.vrg.start_level import StartLevelSplit, start_level_split
 
@@ -67,7 +67,6 @@ __all__ = [
     "PENALTY_FORMS",
     "PAPER_LAMBDA",
     "cpe_rank_table",
-    "rank_concordance",
     "figure_cpe_rank",
     "PAPER_DDIM_FID",
     "figure_official",
@@ -255,33 +254,6 @@ def _cpe_ranks(ref: Path, profile: ErrorProfile) -> pd.DataFrame:
     frame["CPE rank"] = frame.groupby("K")["CPE"].rank(method="min").astype(int)
     frame["FID rank"] = frame.groupby("K")["published FID"].rank(method="min").astype(int)
     return frame
-
-
-def rank_concordance(frame: pd.DataFrame) -> tuple[int, int, int, float]:
-    """Does CPE rank the trajectories as FID does? Over every pair of trajectories at the same
-    ``K``: ``(concordant, discordant, tied, p)``, concordant when the lower CPE has the lower
-    FID; ``p`` the two-sided exact binomial test (``scipy.stats.binomtest``) of a concordance of
-    one half among the untied pairs (NaN when every pair is tied).
-
-    Why the pairs are counted here: the comparison is stratified (pairs only within one K, pooled
-    over K), which ``scipy.stats.kendalltau`` does not do and whose counts it does not return;
-    within one K, ``(concordant - discordant) / pairs`` is Kendall's tau-a (tested against
-    scipy)."""
-    conc = disc = ties = 0
-    for _, part in frame.groupby("K"):
-        cpe, fid = part["CPE"].to_numpy(), part["published FID"].to_numpy()
-        for i in range(cpe.size):
-            for j in range(i + 1, cpe.size):
-                d_cpe, d_fid = cpe[i] - cpe[j], fid[i] - fid[j]
-                if d_fid == 0.0 or d_cpe == 0.0:
-                    ties += 1
-                elif (d_cpe > 0) == (d_fid > 0):
-                    conc += 1
-                else:
-                    disc += 1
-    untied = conc + disc
-    p = float(stats.binomtest(conc, untied, 0.5).pvalue) if untied else math.nan
-    return conc, disc, ties, p
 
 
 def run(params: Params) -> Result:
@@ -622,7 +594,7 @@ def summary(result: Result) -> Summary:
     base_a = float(result.base.alpha_bar[0])
     reported = result.reported or (math.nan, math.nan)
     u, sp, se = result.uniform10, result.split, result.split_exact
-    conc, disc, ties, p_rank = rank_concordance(result.ranks)
+    conc, disc, ties, p_rank = rank_concordance(result.ranks, y="published FID")
     return Summary(
         reported_base=reported[0],
         reported_official=reported[1],
@@ -670,7 +642,7 @@ def summary(result: Result) -> Summary:
         rank_discordant=disc,
         rank_ties=ties,
         rank_p=p_rank,
-        rank_verdict=_rank_verdict(conc, disc, p_rank),
+        rank_verdict=rank_verdict(conc, disc, p_rank),
         paper_lambda=PAPER_LAMBDA,
         penalty_text=_penalty_text(result),
     )
@@ -691,15 +663,6 @@ def _penalty_text(result: Result) -> str:
         verb = f"holds it at lambda = {' and '.join(held)}" if held else "holds it at neither"
         parts.append(f"on {form} the penalty is {ratio} times the CPE the move buys ({verb})")
     return "; ".join(parts)
-
-
-def _rank_verdict(concordant: int, discordant: int, p: float, alpha: float = 0.05) -> str:
-    """ "A lower CPE means a lower FID", on the paper's own numbers: supported when the
-    concordant pairs are significantly more than half (the binomial test of
-    :func:`rank_concordance`), contradicted when significantly fewer, else inconclusive."""
-    if math.isfinite(p) and p < alpha:
-        return "supported" if concordant > discordant else "contradicted"
-    return "inconclusive"
 
 
 def _cpe_verdict(res: OptimizationResult) -> str:
@@ -754,7 +717,7 @@ def findings(result: Result) -> list[Finding]:
 def _rank_finding(result: Result) -> Finding:
     """The claim "a lower CPE means a lower error" on the paper's own numbers: does CPE order the
     three baselines as the paper's FIDs do, at each of its step counts?"""
-    conc, disc, ties, p = rank_concordance(result.ranks)
+    conc, disc, ties, p = rank_concordance(result.ranks, y="published FID")
     frame = result.ranks
     k10 = frame[frame.K == 10].set_index("baseline")
     return Finding(
@@ -772,7 +735,7 @@ def _rank_finding(result: Result) -> Finding:
         value=float(conc) / max(conc + disc, 1),
         ci_low=float("nan"),
         ci_high=float("nan"),
-        verdict=_rank_verdict(conc, disc, p),  # type: ignore[arg-type]
+        verdict=rank_verdict(conc, disc, p),  # type: ignore[arg-type]
         model=(
             f"official CIFAR-10 error profile ({PROFILE_FILE}) and the paper's published DDIM FIDs"
         ),
