@@ -103,6 +103,28 @@ def test_outputs_are_what_the_audit_command_reads(result: chapter.Result, tmp_pa
 
 
 # ===================================================================== estimators
+def test_the_committed_result_keeps_what_the_page_draws(result: chapter.Result, tmp_path) -> None:
+    """A committed full-size run leaves out the raw path errors; the page's numbers and figures
+    are the same from what it keeps, and it round-trips through the artifact codec."""
+    from vrg_analysis.studies import artifacts
+
+    small = chapter.artifact_result(result)
+    assert small.path is None and all(c.sample is None for c in small.controls.values())
+    assert result.path is not None  # the run itself keeps them
+    assert chapter.summary(small) == chapter.summary(result)
+    for name, fig in chapter.figures(small).items():
+        full = chapter.figures(result)[name]
+        for a, b in zip(fig.axes, full.axes, strict=True):
+            assert [list(ln.get_ydata()) for ln in a.lines] == [
+                list(ln.get_ydata()) for ln in b.lines
+            ]
+    path = artifacts.save_artifact(
+        chapter, result.params, result, wall_time_s=1.0, params_set="quick", directory=tmp_path
+    )
+    back = artifacts.read_artifact(path).result()
+    assert back.path is None and chapter.summary(back) == chapter.summary(result)
+
+
 def test_consecutive_correlations_recover_a_planted_chain() -> None:
     s = _ar1(3000, 4, 2, rho=0.5)
     cons = chapter.consecutive_correlations(s, bootstrap=200, seed=0)

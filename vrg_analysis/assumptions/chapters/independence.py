@@ -34,6 +34,7 @@ verdict table (``<verdict_dir>/audit_independence.csv`` + ``.md``, for the score
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ __all__ = [
     "figures",
     "write_outputs",
     "summary",
+    "artifact_result",
 ]
 
 CHAPTER = "audit_independence"
@@ -252,7 +254,7 @@ class Control:
 
     role: str  # "negative" (independent errors) or "positive" (planted correlation)
     rho: float
-    sample: ErrorSample
+    sample: ErrorSample | None  # None in a committed result (artifact_result)
     results: list[AuditResult]
     consecutive: pd.DataFrame = field(repr=False)
     cpe: CovarianceCPE = field(repr=False)
@@ -304,14 +306,17 @@ def run_control(role: str, rho: float, params: Params) -> Control:
 @dataclass(frozen=True, eq=False)
 class Result:
     """Everything the chapter shows: the target's path errors and verdict rows, the correlations,
-    the CPE consequence and its split by lag, and the two controls."""
+    the CPE consequence and its split by lag, and the two controls. A committed result keeps
+    everything but the raw path errors (``path`` and each control's ``sample`` are ``None``,
+    :func:`artifact_result`); the page reads the rest."""
 
     params: Params
     target_name: str
     reference_name: str
     exact: bool
     trajectory: Trajectory
-    path: ErrorSample
+    path: ErrorSample | None
+    dim_used: int
     dim_full: int
     results: list[AuditResult]
     correlation: FloatArray = field(repr=False)
@@ -332,6 +337,15 @@ class Result:
     @property
     def tolerance(self) -> float:
         return self.pairs[0].tolerance
+
+
+def artifact_result(result: Result) -> Result:
+    """What a committed full-size run keeps (:mod:`vrg_analysis.studies.artifacts`): everything
+    but the raw errors along the paths (the target's and each control's: 2,000 paths x 10 steps x
+    128 coordinates are 20 MB each), which the page does not draw: its figures and numbers come
+    from the correlations, the consecutive pairs, the CPE consequence, the lags and the rows."""
+    controls = {k: dataclasses.replace(c, sample=None) for k, c in result.controls.items()}
+    return dataclasses.replace(result, path=None, controls=controls)
 
 
 def run(params: Params) -> Result:
@@ -386,6 +400,7 @@ def _compute(params: Params) -> Result:
         exact=ref.exact,
         trajectory=traj,
         path=path,
+        dim_used=path.dim,
         dim_full=full.dim,
         results=with_source(results, source),
         correlation=step_correlation_matrix(path),
@@ -653,7 +668,7 @@ def summary(result: Result) -> Summary:
         trajectory_name=p.trajectory_name,
         K=result.trajectory.K,
         n_used=int(p.n_paths or 0),
-        dim_used=result.path.dim,
+        dim_used=result.dim_used,
         dim_full=result.dim_full,
         csv_name=f"{CHAPTER}.csv",
         r_min=float(cons["R"].min()),
