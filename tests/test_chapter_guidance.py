@@ -71,7 +71,7 @@ def test_summary_and_findings(result: chapter.Result) -> None:
     assert "w = 2)" in first.model and "w = 3)" in second.model
     assert first.size.startswith("12 samples per arm × 3 seeds, K 3–5")
     assert first.size.endswith("custom parameters")
-    # the headline value is DDIM on logSNR-uniform at the largest K run (no K = 10 here)
+    # the headline value is DDIM on logSNR-uniform at the smallest K run (no K = 10 here)
     assert "at ddim logsnr_uniform K=3" in first.finding
     row = result.rows("w = 2").query("baseline == 'logsnr_uniform' and K == 3").iloc[0]
     assert first.value == pytest.approx(row.difference)

@@ -97,7 +97,7 @@ def test_start_level_split_of_the_official_output(result: chapter.Result) -> Non
 def test_the_lambda_scales_reconciled(result: chapter.Result) -> None:
     """Issue 14, item 8: at the official output's move of the start level (4.036e-5 -> 6.5e-5),
     the public code's penalty on alpha_bar_K is 6.1e-8 at lambda = 100 and 6.1e-6 at the paper's
-    1e4, against a CPE of 0.5014 - 0.4227 = 0.0787 the move buys: neither holds the start level.
+    1e4, against a CPE of 0.5014 - 0.4227 = 0.0787 the move buys: neither outweighs the move.
     On log alpha_bar_K (d = ln(6.5 / 4.036) = 0.4765) both weights would hold it, 22.7 and 2271."""
     frame = chapter.penalty_scales(result.split, (100.0, chapter.PAPER_LAMBDA))
     assert list(frame["penalty on"].unique()) == list(chapter.PENALTY_FORMS)
@@ -106,29 +106,27 @@ def test_the_lambda_scales_reconciled(result: chapter.Result) -> None:
     assert math.isclose(public["move d"], 6.5e-5 - 4.036e-5, rel_tol=1e-9)
     assert math.isclose(public["penalty lambda d^2"], 100 * (2.464e-5) ** 2, rel_tol=1e-9)
     assert math.isclose(public["CPE the move buys"], 0.0787, abs_tol=5e-5)
-    assert not public["holds the start level"]
-    assert not by[("alpha_bar_K (the public code)", 1e4)]["holds the start level"]
+    assert not public["outweighs the move"]
+    assert not by[("alpha_bar_K (the public code)", 1e4)]["outweighs the move"]
     log = by[("log alpha_bar_K", 100.0)]
     assert math.isclose(log["move d"], math.log(6.5 / 4.036), rel_tol=1e-9)
-    assert (
-        math.isclose(log["penalty lambda d^2"], 22.7, abs_tol=0.05) and log["holds the start level"]
-    )
+    assert math.isclose(log["penalty lambda d^2"], 22.7, abs_tol=0.05) and log["outweighs the move"]
     sigma = by[("sigma_K", 100.0)]
     expected = math.sqrt((1 - 6.5e-5) / 6.5e-5) - math.sqrt((1 - 4.036e-5) / 4.036e-5)
-    assert math.isclose(sigma["move d"], expected, rel_tol=1e-9) and sigma["holds the start level"]
+    assert math.isclose(sigma["move d"], expected, rel_tol=1e-9) and sigma["outweighs the move"]
     s = chapter.summary(result)
     assert s.paper_lambda == 1e4
     assert s.penalty_text.startswith(
         "on alpha_bar_K (the public code) the penalty is 7.7e-07 (lambda = 100) and 7.7e-05 "
         "(lambda = 10000) times the CPE the move buys"
     )
-    assert "(holds it at neither)" in s.penalty_text
+    assert "(it outweighs the move at neither lambda)" in s.penalty_text
     assert (
         "on log alpha_bar_K" in s.penalty_text
-        and "holds it at lambda = 100 and 10000" in s.penalty_text
+        and "it outweighs the move at lambda = 100 and 10000" in s.penalty_text
     )
     html = chapter.penalty_table(result).to_html()
-    assert "sigma_K" in html and "holds the start level" in html
+    assert "sigma_K" in html and "outweighs the move" in html
 
 
 def test_a_missing_reference_folder_is_an_error_naming_it(tmp_path: Path) -> None:

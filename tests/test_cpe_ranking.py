@@ -57,6 +57,10 @@ def test_concordance_counts_pairs_within_k_only() -> None:
     assert cpe_ranking.rank_verdict(6, 0, 0.01) == "supported"
     assert cpe_ranking.rank_verdict(4, 2, 0.3) == "inconclusive"
     assert cpe_ranking.rank_verdict(0, 0, math.nan) == "inconclusive"
+    with pytest.raises(ValueError, match="column 'fid'"):
+        cpe_ranking.rank_concordance(
+            frame.assign(fid=[1.0, math.nan, 2, 3, 4, 5]), x="cpe", y="fid"
+        )
 
 
 def test_the_table_has_a_row_per_testbed_and_metric() -> None:

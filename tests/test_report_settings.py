@@ -60,6 +60,18 @@ def test_paths_of_the_build_machine_are_not_shown(tmp_path, monkeypatch) -> None
     assert setting_text("relative/path") == "relative/path"
 
 
+def test_the_run_shown_and_this_builds_run_are_labelled_and_shown_once_when_equal() -> None:
+    labels = ("the run shown on this page", "this build's run")
+    both = settings_html(Params(n_samples=500), Params(), labels=labels)
+    assert '<th colspan="2">the run shown on this page</th>' in both
+    assert "<th colspan=\"2\">this build's run</th>" in both.replace("&#x27;", "'")
+    assert both.count("<td><code>n_samples</code></td>") == 2
+    once = settings_html(Params(), Params(), labels=labels)
+    assert once.count("<td><code>n_samples</code></td>") == 1 and "<th" not in once
+    with pytest.raises(ValueError, match="2 labels for 1"):
+        settings_html(Params(), labels=labels)
+
+
 def test_values_are_escaped_and_cut() -> None:
     assert setting_text([0.5, None, "a"]) == "[0.5, default, a]"
     assert setting_text(float("nan")) == "nan"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,21 +73,36 @@ def _fields(params: Any) -> list[tuple[str, Any]]:
     )
 
 
-def settings_html(*params: Any, title: str = "Settings of this run") -> str:
+def settings_html(
+    *params: Any, title: str = "Settings of this run", labels: Sequence[str] | None = None
+) -> str:
     """The parameters (``Params`` dataclasses, or mappings for a page without one) as a
     collapsed HTML block: a ``<details>`` element titled ``title`` holding one table row per
-    parameter, grouped under each object's class name when there are several."""
+    parameter, grouped under each object's ``labels`` entry (default: its class name) when there
+    are several. An object equal to an earlier one is shown once (a page whose committed run is
+    its own build's run)."""
     if not params:
         raise ValueError("settings: give at least one Params object or mapping")
+    if labels is not None and len(labels) != len(params):
+        raise ValueError(f"settings: {len(labels)} labels for {len(params)} parameter sets")
+    kept: list[tuple[int, Any]] = []
+    for i, obj in enumerate(params):
+        if not any(obj == other for _, other in kept):
+            kept.append((i, obj))
     parts = [
         f'<details class="vrg-settings"><summary>{html.escape(title)}</summary>',
         '<table class="vrg-settings-table"><tbody>',
     ]
-    for obj in params:
-        if len(params) > 1:
-            name = type(obj).__name__ if not isinstance(obj, Mapping) else "settings"
-            module = getattr(type(obj), "__module__", "")
-            label = f"{module.rsplit('.', 1)[-1]}.{name}" if module and name == "Params" else name
+    for i, obj in kept:
+        if len(kept) > 1:
+            if labels is not None:
+                label = labels[i]
+            else:
+                name = type(obj).__name__ if not isinstance(obj, Mapping) else "settings"
+                module = getattr(type(obj), "__module__", "")
+                label = (
+                    f"{module.rsplit('.', 1)[-1]}.{name}" if module and name == "Params" else name
+                )
             parts.append(f'<tr><th colspan="2">{html.escape(label)}</th></tr>')
         for key, value in _fields(obj):
             parts.append(
@@ -98,10 +113,12 @@ def settings_html(*params: Any, title: str = "Settings of this run") -> str:
     return "".join(parts)
 
 
-def settings_block(*params: Any, title: str = "Settings of this run") -> HTML:
+def settings_block(
+    *params: Any, title: str = "Settings of this run", labels: Sequence[str] | None = None
+) -> HTML:
     """:func:`settings_html` as a displayable object (the last line of a notebook cell shows
     it)."""
-    return HTML(settings_html(*params, title=title))
+    return HTML(settings_html(*params, title=title, labels=labels))
 
 
 def collapsed(body_html: str, title: str) -> HTML:
@@ -110,6 +127,5 @@ def collapsed(body_html: str, title: str) -> HTML:
     if not title.strip():
         raise ValueError("collapsed: a block needs a title")
     return HTML(
-        f'<details class="vrg-details"><summary>{html.escape(title)}</summary>{body_html}'
-        "</details>"
+        f'<details class="vrg-details"><summary>{html.escape(title)}</summary>{body_html}</details>'
     )

@@ -111,6 +111,9 @@ def rank_concordance(
     over K), which ``scipy.stats.kendalltau`` does not do and whose counts it does not return;
     within one K, ``(concordant - discordant) / pairs`` is Kendall's tau-a (tested against
     scipy)."""
+    for name in (x, y):
+        if not np.isfinite(frame[name].to_numpy(dtype=np.float64)).all():
+            raise ValueError(f"rank_concordance: column {name!r} has a value that is not finite")
     conc = disc = ties = 0
     for _, part in frame.groupby(by):
         a, b = part[x].to_numpy(dtype=np.float64), part[y].to_numpy(dtype=np.float64)

@@ -326,7 +326,7 @@ def summary(result: Result) -> Summary:
 def findings(result: Result) -> list[Finding]:
     """The chapter's findings for the claims page: one "guidance" finding per scale, judged over
     every sampler, baseline and K at that scale (the headline value: DDIM on the logSNR-uniform
-    baseline at K = 10, or the nearest configuration run)."""
+    baseline at K = 10, or at the smallest K run when 10 was not)."""
     p = result.params
     seeds = ", ".join(str(s) for s in p.seeds)
     k_head = 10 if 10 in p.steps else p.steps[0]

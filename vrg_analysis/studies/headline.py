@@ -34,7 +34,7 @@ from vrg_analysis.studies.claims import (
     Finding,
     is_interval,
 )
-from vrg_analysis.testbeds import MIXTURES
+from vrg_analysis.testbeds import IMAGE_TESTBEDS, MIXTURES
 
 __all__ = [
     "SHORT_CLAIMS",
@@ -82,6 +82,8 @@ class Unit:
 
 _DELTA_FID = Unit("VRG − baseline, FID (negative: VRG better)", True, "FID")
 _DELTA_FRECHET = Unit("VRG − baseline, Fréchet distance (negative: VRG better)", True, "Fréchet")
+#: A checkpoint folder's set metric (pixel-space Fréchet distance unless the user gave features).
+_DELTA_SET = Unit("VRG − baseline, the run's set metric (negative: VRG better)", True, "")
 _DELTA_EXACT = Unit("VRG − baseline, exact-ODE error (MSE; negative: VRG better)", True, "MSE")
 #: (chapter, claim) -> the unit of the finding's value; the comparisons' set metric depends on
 #: the model (FID on an image model, the Fréchet distance to the exact moments on a mixture).
@@ -123,8 +125,11 @@ def finding_unit(f: Finding) -> Unit:
         )
     if isinstance(unit, Unit):
         return unit
-    if not _on_mixture(f):
+    name = f.model.split(" (", 1)[0].strip()
+    if name in IMAGE_TESTBEDS:
         return _DELTA_FID
+    if not _on_mixture(f):  # a user's checkpoint: its set metric need not be FID
+        return _DELTA_SET
     return _DELTA_EXACT if unit.endswith("exact error on a mixture") else _DELTA_FRECHET
 
 
@@ -188,8 +193,12 @@ def figure_headline(frame: pd.DataFrame) -> Figure:
     """The forest plot: one panel per unit (stacked, each with its own axis and as many rows as
     it has findings), one row per claim, model and size, the value with its 95% interval,
     coloured by the verdict; a zero line where the unit is a difference."""
-    if frame.empty:
-        raise ValueError("figure_headline: no findings to plot")
+    if frame.empty:  # a build whose chapters wrote no findings: say so, as the page's text does
+        fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 1.2))
+        ax.text(0.5, 0.5, "no findings were written in this build", ha="center", va="center")
+        ax.set_axis_off()
+        plt.close(fig)
+        return fig
     units = list(dict.fromkeys(frame.unit))
     counts = [int((frame.unit == u).sum()) for u in units]
     height = sum(0.42 * n + 0.9 for n in counts) + 0.6

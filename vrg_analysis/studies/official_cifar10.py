@@ -383,7 +383,8 @@ def penalty_scales(split: StartLevelSplit, lambdas: tuple[float, ...]) -> pd.Dat
     """Reconciling the lambda scales: for each penalty form of :data:`PENALTY_FORMS` and each
     weight in ``lambdas``, the penalty ``lambda * d^2`` that the start-level move of ``split``
     costs, against the CPE that the move alone buys (``cpe_baseline - cpe_start_only``, Eq. 10):
-    a penalty holds the start level only where it exceeds what the move buys."""
+    a penalty that costs more than the move buys would have kept the optimiser from making this
+    move (it says nothing of the other levels' moves)."""
     a0, a1 = split.start_baseline, split.start_retimed
     bought = split.cpe_baseline - split.cpe_start_only
     rows = []
@@ -399,7 +400,7 @@ def penalty_scales(split: StartLevelSplit, lambdas: tuple[float, ...]) -> pd.Dat
                     "penalty lambda d^2": pen,
                     "CPE the move buys": bought,
                     "penalty / CPE bought": pen / bought if bought > 0 else math.inf,
-                    "holds the start level": pen > bought,
+                    "outweighs the move": pen > bought,
                 }
             )
     return pd.DataFrame(rows)
@@ -649,18 +650,23 @@ def summary(result: Result) -> Summary:
 
 
 def _penalty_text(result: Result) -> str:
-    """Which penalty forms and weights hold the official output's start level, in words."""
+    """At which penalty forms and weights the penalty outweighs what the official output's
+    start-level move buys, in words."""
     frame = penalty_scales(result.split, (result.params.reg_lambda, PAPER_LAMBDA))
     parts = []
     for form, g in frame.groupby("penalty on", sort=False):
         held = [
-            f"{lam:g}" for lam, h in zip(g["lambda"], g["holds the start level"], strict=True) if h
+            f"{lam:g}" for lam, h in zip(g["lambda"], g["outweighs the move"], strict=True) if h
         ]
         ratio = " and ".join(
             f"{r:.2g} (lambda = {lam:g})"
             for r, lam in zip(g["penalty / CPE bought"], g["lambda"], strict=True)
         )
-        verb = f"holds it at lambda = {' and '.join(held)}" if held else "holds it at neither"
+        verb = (
+            f"it outweighs the move at lambda = {' and '.join(held)}"
+            if held
+            else "it outweighs the move at neither lambda"
+        )
         parts.append(f"on {form} the penalty is {ratio} times the CPE the move buys ({verb})")
     return "; ".join(parts)
 
