@@ -98,9 +98,10 @@ class CodeVersion:
 
 
 #: Packages whose modules only present results (figures, tables, the book's theme, glue): they
-#: import no computing module of the package (``tests/test_artifacts.py`` holds them to it), so a
-#: chapter's ``run`` cannot compute through them, and a change to one leaves a stored result as
-#: it was. Recorded in an artifact's ``modules``, but no reason for staleness.
+#: import no computing module of the package (``tests/test_artifacts.py`` holds them to it) and a
+#: chapter's ``run`` never calls them to make a stored value (they render only: a review rule),
+#: so a change to one leaves a stored result as it was. Recorded in an artifact's ``modules``,
+#: but no reason for staleness.
 PRESENTATION_PACKAGES: tuple[str, ...] = (f"{PACKAGE}.report",)
 
 
