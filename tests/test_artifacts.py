@@ -417,6 +417,15 @@ def test_a_chapter_hook_can_store_less_and_size_is_guarded(prof, tmp_path, monke
 
 
 # ===================================================================== staleness
+def _package_copy(tmp_path: Path) -> Path:
+    """A copy of the vrg_analysis source under ``tmp_path`` to edit (the working tree may change
+    while a test runs), without its bytecode."""
+    copy = tmp_path / "src" / "vrg_analysis"
+    pkg = Path(art.__file__).resolve().parent.parent
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
 def test_code_version_follows_the_import_graph() -> None:
     mods = art.code_version(quality_vs_steps).modules
     for needed in (
@@ -436,9 +445,7 @@ def test_code_version_follows_the_import_graph() -> None:
 
 
 def test_check_flags_a_changed_source_module(prof, tmp_path: Path) -> None:
-    pkg = Path(art.__file__).resolve().parent.parent
-    copy = tmp_path / "src" / "vrg_analysis"
-    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy = _package_copy(tmp_path)
     # made by the copy's code (the working tree may change meanwhile)
     code = art.code_version(profiling, root=copy)
     saved = save_and_read(profiling, prof, tmp_path / "results", code=code)
@@ -865,9 +872,7 @@ def test_malformed_entries_decode_to_errors_naming_the_file() -> None:
 
 
 def test_an_unparsable_source_file_makes_the_artifact_stale(prof, tmp_path) -> None:
-    pkg = Path(art.__file__).resolve().parent.parent
-    copy = tmp_path / "src" / "vrg_analysis"
-    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy = _package_copy(tmp_path)
     code = art.code_version(profiling, root=copy)
     results = tmp_path / "results"
     saved = save_and_read(profiling, prof, results, code=code)
@@ -905,9 +910,7 @@ def test_a_malformed_parameter_file_is_refused_naming_file_and_line(tmp_path, mo
 def test_a_presentation_module_does_not_stale_an_artifact(prof, tmp_path: Path) -> None:
     """The report package only draws and formats a stored result: a new figure size leaves the
     artifact current, while the same edit to a computing module makes it stale."""
-    pkg = Path(art.__file__).resolve().parent.parent
-    copy = tmp_path / "src" / "vrg_analysis"
-    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy = _package_copy(tmp_path)
     code = art.code_version(profiling, root=copy)
     assert "vrg_analysis.report.theme" in code.modules  # recorded all the same
     saved = save_and_read(profiling, prof, tmp_path / "results", code=code)

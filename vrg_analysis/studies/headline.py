@@ -255,10 +255,10 @@ def value_text(f: Finding) -> str:
     +2.2]"`` (no interval: the value and unit alone; no value: empty)."""
     if not math.isfinite(f.value):
         return ""
-    suffix = finding_unit(f).suffix
-    sep = "" if suffix == "%" else " "
-    sign = "+" if finding_unit(f).difference else ""
-    text = f"{f.value:{sign}.3g}{sep}{suffix}"
+    unit = finding_unit(f)
+    sep = "" if unit.suffix == "%" else " "
+    sign = "+" if unit.difference else ""
+    text = f"{f.value:{sign}.3g}{sep}{unit.suffix}"
     if is_interval(f):
         text += f" [{f.ci_low:{sign}.3g}, {f.ci_high:{sign}.3g}]"
     return text
