@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy import stats
@@ -114,6 +115,51 @@ def test_conditional_target_has_control_and_per_class_rows(conditional: chapter.
     table = chapter.class_table(r, "path")
     assert table is not None and table.data.shape == (10, 4)
     assert len(r.sources()) == 5 and s.n_verdicts == 4 * 3 + 2 * 40
+
+
+@pytest.mark.parametrize("which", ["exact", "conditional"])
+def test_the_committed_result_keeps_what_the_page_draws(which, request, tmp_path) -> None:
+    """A committed full-size run leaves out the error samples (hundreds of MB on the 28x28
+    model): the page's numbers, tables and figures are the same from what it keeps (the per-class
+    sizes included), and it round-trips through the artifact codec."""
+    from vrg_analysis.studies import artifacts
+
+    result: chapter.Result = request.getfixturevalue(which)
+    small = chapter.artifact_result(result)
+    assert small.samples is None and result.samples is not None
+    assert (small.n_train, small.n_held, small.n_paths) == (
+        result.samples.train_vs_eps.n,
+        result.samples.held_vs_eps.n,
+        result.samples.path_vs_ref.n,
+    )
+    assert small.dim_iso == result.samples.path_iso.dim
+    if result.conditional:
+        assert result.samples.y_held is not None and small.class_rows_held is not None
+        assert (
+            small.class_rows_held.tolist()
+            == np.bincount(result.samples.y_held.numpy(), minlength=10).tolist()
+        )
+        assert small.class_rows_path is not None and small.class_rows_path.sum() == small.n_paths
+    else:
+        assert small.class_rows_held is None and small.class_rows_path is None
+    assert chapter.summary(small) == chapter.summary(result)
+    assert chapter.level_table(small).data.equals(chapter.level_table(result).data)
+    if result.conditional:
+        assert chapter.class_table(small).data.equals(chapter.class_table(result).data)
+    for name, fig in chapter.figures(small).items():
+        full = chapter.figures(result)[name]
+        for a, b in zip(fig.axes, full.axes, strict=True):
+            assert [np.asarray(ln.get_ydata()).tolist() for ln in a.lines] == [
+                np.asarray(ln.get_ydata()).tolist() for ln in b.lines
+            ]
+    path = artifacts.save_artifact(
+        chapter, result.params, result, wall_time_s=1.0, params_set="quick", directory=tmp_path
+    )
+    back = artifacts.read_artifact(path).result()
+    assert back.samples is None and chapter.summary(back) == chapter.summary(result)
+    assert [r.verdict for r in back.verdicts] == [r.verdict for r in result.verdicts]
+    assert artifacts.read_artifact(path).reduced_by
+    plt.close("all")
 
 
 # ===================================================================== estimators

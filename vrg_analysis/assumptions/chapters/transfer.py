@@ -119,6 +119,7 @@ __all__ = [
     "samples_needed",
     "collect",
     "run",
+    "artifact_result",
     "figure_transfer",
     "figure_decomposition",
     "figure_anisotropy",
@@ -485,7 +486,10 @@ def collect(bed: Any, traj: Trajectory, params: Params) -> Collected:
 @dataclass(frozen=True, eq=False)
 class Result:
     """Everything the chapter shows: the samples, the audits' rows (supported / contradicted /
-    inconclusive, Holm over each family), the profiles, the decomposition and the spectra."""
+    inconclusive, Holm over each family), the profiles, the decomposition and the spectra, and
+    the sizes the prose cites (rows, paths, the isotropy audit's dimension, rows per class). A
+    committed result keeps everything but the error samples (``samples`` is ``None``,
+    :func:`artifact_result`); the page reads the rest."""
 
     params: Params
     name: str  # the model under audit, e.g. "mixture-2d (mixture-2d-mlp)"
@@ -496,7 +500,13 @@ class Result:
     dim: int
     traj: Trajectory
     weights: FloatArray  # c_k^2 = (sigma_k - sigma_{k-1})^2, in sampling order
-    samples: Collected = field(repr=False)
+    samples: Collected | None = field(repr=False)  # None in a committed result
+    n_train: int  # training rows per level
+    n_held: int  # held-out rows per level
+    n_paths: int  # DDIM paths
+    dim_iso: int  # the isotropy audit's dimension (reduce_dim)
+    class_rows_held: NDArray[np.int64] | None  # held-out rows per class (conditional models)
+    class_rows_path: NDArray[np.int64] | None  # paths per class
     rows_held: list[AuditResult]  # held-out vs training, vs eps
     rows_path: list[AuditResult]  # DDIM path vs training, vs the reference (qualified)
     rows_control: list[AuditResult]  # held-out vs training, vs the reference (inexact only)
@@ -529,10 +539,6 @@ class Result:
     @property
     def K(self) -> int:  # noqa: N802 - the paper's symbol
         return self.traj.K
-
-    @property
-    def dim_iso(self) -> int:
-        return self.samples.path_iso.dim
 
     @property
     def traj_label(self) -> str:
@@ -584,6 +590,22 @@ class Result:
     def verdicts(self) -> list[AuditResult]:
         """Every verdict row, with its source."""
         return [r for src, _, rows in self.sources() for r in with_source(rows, src)]
+
+
+def _class_rows(y: torch.Tensor | None, bed: Any) -> NDArray[np.int64] | None:
+    """Rows per class of a conditional sample (``None`` without labels)."""
+    if y is None or not bed.conditional:
+        return None
+    return np.bincount(y.numpy(), minlength=int(bed.num_classes)).astype(np.int64)
+
+
+def artifact_result(result: Result) -> Result:
+    """What a committed full-size run keeps (:mod:`vrg_analysis.studies.artifacts`): everything
+    but the error samples (on the 28x28 model the isotropy samples alone are 20,000 rows x 10
+    levels x 256 coordinates, about 400 MB), which the page does not draw: its figures, tables and
+    numbers come from the verdict rows, the profiles, the spectra and the sizes the result
+    records."""
+    return replace(result, samples=None)
 
 
 def run(params: Params) -> Result:
@@ -678,6 +700,12 @@ def _compute(params: Params) -> Result:
             traj=traj,
             weights=weights,
             samples=s,
+            n_train=s.train_vs_eps.n,
+            n_held=s.held_vs_eps.n,
+            n_paths=s.path_vs_ref.n,
+            dim_iso=s.path_iso.dim,
+            class_rows_held=_class_rows(s.y_held, bed),
+            class_rows_path=_class_rows(s.y_path, bed),
             rows_held=rows_held,
             rows_path=rows_path,
             rows_control=rows_ctrl,
@@ -1139,9 +1167,8 @@ def _class_text(r: Result) -> str:
             "This target is not class-conditional, so there is no per-class audit; run the "
             "notebook with model = digits-cond for one."
         )
-    s = r.samples
-    n_ho_class = np.bincount(s.y_held.numpy(), minlength=r.num_classes)
-    n_path_class = np.bincount(s.y_path.numpy(), minlength=r.num_classes)
+    n_ho_class, n_path_class = r.class_rows_held, r.class_rows_path
+    assert n_ho_class is not None and n_path_class is not None
 
     def span(v: NDArray[np.int64]) -> str:
         return f"{v.min()}" if v.min() == v.max() else f"{v.min()} to {v.max()}"
@@ -1151,7 +1178,7 @@ def _class_text(r: Result) -> str:
         f"held-out vs training {_counts_text(r.rows_class_held)}; path vs training "
         f"{_counts_text(r.rows_class_path)}. The sample per class is small: {span(n_ho_class)} "
         f"held-out rows and {span(n_path_class)} paths per class, against "
-        f"{s.held_vs_eps.n} and {s.path_vs_ref.n} pooled."
+        f"{r.n_held} and {r.n_paths} pooled."
     )
     need = samples_needed(r.rows_class_held)
     if need:
@@ -1200,7 +1227,6 @@ def _decomp_text(r: Result) -> str:
 def summary(result: Result) -> Summary:
     """The numbers and phrases of the chapter's prose."""
     r = result
-    s = r.samples
     sigma, k = r.sigma, r.K
     terms = r.weights * r.prof_held.mse_reference  # the training CPE's terms (vs eps)
     contra_b = np.array([row.verdict == "contradicted" for row in r.rows_path])
@@ -1242,17 +1268,17 @@ def summary(result: Result) -> Summary:
     return Summary(
         target_name=r.name,
         traj_label=r.traj_label,
-        n_tr=s.train_vs_eps.n,
-        n_ho=s.held_vs_eps.n,
-        n_paths=s.path_vs_ref.n,
+        n_tr=r.n_train,
+        n_ho=r.n_held,
+        n_paths=r.n_paths,
         dim=r.dim,
         tol_pct=100 * TOLERANCE,
         band_lo=1 / (1 + TOLERANCE),
         band_hi=1 + TOLERANCE,
         iso_tol=DEFAULT_ANISOTROPY_TOLERANCE,
         run_setup=(
-            f"model {r.name}, d = {r.dim}, {p.mode} sizes: {s.train_vs_eps.n} training and "
-            f"{s.held_vs_eps.n} held-out rows per level, {s.path_vs_ref.n} DDIM paths, seed "
+            f"model {r.name}, d = {r.dim}, {p.mode} sizes: {r.n_train} training and "
+            f"{r.n_held} held-out rows per level, {r.n_paths} DDIM paths, seed "
             f"{p.seed}; the model's own error is measured against the {r.ref_short}"
         ),
         reference_text=_reference_text(r),
