@@ -548,6 +548,9 @@ def test_run_or_load_uses_a_current_artifact(prof, tmp_path, monkeypatch) -> Non
     assert prov.text.startswith("committed full-size run of ")
     assert "1 h 6 min" in prov.text and prov.machine is not None
     assert prov.machine.describe() in prov.text
+    one = dataclasses.replace(prov.machine, threads=1, gpu=None)
+    assert "(" + f"{one.cores} cores, 1 torch thread)" in one.describe()
+    assert "2 torch threads)" in dataclasses.replace(one, threads=2).describe()
 
 
 def test_run_or_load_ignores_a_stale_artifact(prof, tmp_path, monkeypatch) -> None:

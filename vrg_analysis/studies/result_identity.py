@@ -380,7 +380,8 @@ class Machine:
 
     def describe(self) -> str:
         """One line: the GPU (if the run used one) or the CPU, its cores and torch's threads."""
-        where = f"{self.cpu} ({self.cores} cores, {self.threads} torch threads)"
+        threads = f"{self.threads} torch thread" + ("" if self.threads == 1 else "s")
+        where = f"{self.cpu} ({self.cores} cores, {threads})"
         if self.gpu and not self.device.startswith("cpu"):
             where = f"{self.gpu}, {where}"
         return f"{where}, torch {self.torch}"
