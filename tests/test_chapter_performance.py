@@ -243,7 +243,8 @@ def test_judge_goal_on_known_cases() -> None:
 
 def test_frames_parse_the_synthetic_files(result: chapter.Result) -> None:
     assert any("optimizers_smoke.json instead" in n for n in result.notes)
-    assert sum("is missing from" in n for n in result.notes) == 4  # profiling, frechet, two GPU
+    # profiling, adaptive profiling, frechet, two GPU
+    assert sum("is missing from" in n for n in result.notes) == 5
     assert list(result.optimizers.method)[-1].startswith("official code")
     assert result.optimizers["CPE reduction"].iloc[-1] == pytest.approx(1 - 0.42 / 0.5)
     d = result.ddim.set_index("model")
@@ -281,6 +282,47 @@ def test_summary_numbers_and_phrases(result: chapter.Result) -> None:
     assert "profiling.json is missing" in s.missing_note
 
 
+def _adaptive_case(model: str, adaptive: int, fixed: int, measured: bool) -> dict:
+    return {
+        "model": model,
+        "target_relative_half_width": 0.01,
+        "reached": True,
+        "profiled_timesteps": 42,
+        "grid_timesteps": 101,
+        "adaptive": {"model_calls": adaptive, "wall_s": adaptive * 1e-3},
+        "fixed": {
+            "model_calls_needed": fixed,
+            "wall_s_needed": fixed * 1e-3,
+            "wall_measured": measured,
+        },
+        "calls_ratio_fixed_over_adaptive": fixed / adaptive,
+    }
+
+
+def test_adaptive_profiling_section(tmp_path: Path) -> None:
+    doc = {
+        "machine": {},
+        "config": {"goals": {"calls_ratio_fixed_over_adaptive": 10.0}},
+        "cases": {
+            "a": _adaptive_case("mlp", 1_000, 78_000, False),
+            "b": _adaptive_case("unet", 2_000, 12_000, True),
+        },
+    }
+    folder = _write(tmp_path / "results", {"adaptive_profiling": doc})
+    result = chapter.run(chapter.Params(results_dir=str(folder)))
+    t = result.adaptive
+    assert list(t["fewer calls"]) == pytest.approx([78.0, 6.0])
+    assert list(t["fixed-N wall"]) == ["projected", "measured"]
+    s = chapter.summary(result)
+    assert (s.ad_min_ratio, s.ad_max_ratio, s.ad_goal) == (6.0, 78.0, 10.0)
+    assert s.ad_goal_note.startswith("short of the 10x goal") and s.ad_models == "mlp, unet"
+    assert "78.0x" in chapter.adaptive_table(result).to_html()
+    doc["cases"] = {"a": _adaptive_case("mlp", 1_000, 78_000, False)}
+    _write(folder, {"adaptive_profiling": doc})
+    s = chapter.summary(chapter.run(chapter.Params(results_dir=str(folder))))
+    assert s.ad_goal_note.startswith("every model at or beyond")
+
+
 def test_tables_and_figures_render(result: chapter.Result) -> None:
     for table in (
         chapter.machine_table,
@@ -290,6 +332,7 @@ def test_tables_and_figures_render(result: chapter.Result) -> None:
         chapter.sampler_overhead_table,
         chapter.versus_table,
         chapter.profiling_table,  # missing: a note
+        chapter.adaptive_table,
         chapter.frechet_table,
         chapter.gpu_sampler_table,
     ):

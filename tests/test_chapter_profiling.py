@@ -15,7 +15,7 @@ from vrg_analysis.core.schedules import NoiseSchedule
 from vrg_analysis.evaluation.stats import adjust_pvalues
 from vrg_analysis.studies import profiling as chapter
 
-TINY = dict(testbed="mixture-2d", n_samples=24, timestep_stride=100, batch_size=512)
+TINY = dict(testbed="mixture-2d", n_samples=24, timestep_stride=100, batch_size=512, target=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +118,34 @@ def test_artifacts_round_trip_and_render(result: chapter.Result, tmp_path: Path)
         ({"n_samples": 1}, "n_samples must be >= 2"),
         ({"timestep_stride": 0}, "timestep_stride must be >= 1"),
         ({"seed": -1}, "seed must be >= 0"),
+        ({"target": 0.0}, "target"),
+        ({"target": 1.0}, "target"),
+        ({"target_steps": 1}, "target_steps must be >= 2"),
     ],
 )
 def test_bad_parameters_are_named(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         chapter.Params(**kw)
+
+
+def test_the_precision_section(result: chapter.Result) -> None:
+    """CPE of the three baselines to the target: reached, the profiled timesteps only where a
+    level is near, fewer calls than fixed-N; the table and figure show what the run measured."""
+    ad = result.precision
+    assert ad.reached and np.all(ad.relative_half_width <= 0.1)
+    assert [t.name for t in ad.trajectories] == list(chapter.PRECISION_BASELINES)
+    assert ad.model_calls == int(ad.profile.count.sum()) < ad.fixed_calls
+    frame = chapter.precision_frame(result)
+    assert len(frame) == ad.grid_timesteps.size
+    assert (frame["adaptive draws"] > 0).sum() == ad.profile.alpha_bar.size < len(frame)
+    table = chapter.precision_table(result)
+    assert list(table.data.trajectory) == list(chapter.PRECISION_BASELINES)
+    assert np.allclose(table.data["CPE (adaptive)"], ad.cpe)
+    s = chapter.summary(result)
+    assert s.precision_calls == ad.model_calls and s.precision_saving == pytest.approx(ad.saving)
+    assert s.precision_reached.startswith("reached")
+    fig = chapter.figure_precision(result)
+    assert fig.axes[0].get_yscale() == "log"
 
 
 def test_model_path_needs_data(tmp_path: Path) -> None:

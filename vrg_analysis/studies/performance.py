@@ -79,6 +79,8 @@ __all__ = [
     "gpu_sampler_table",
     "figure_optimisers",
     "figure_samplers",
+    "adaptive_frame",
+    "adaptive_table",
     "summary",
 ]
 
@@ -89,6 +91,7 @@ BENCHMARKS: dict[str, tuple[tuple[str, ...], str]] = {
     "ddim_overhead": (("ddim_overhead",), "DDIM overhead"),
     "samplers": (("samplers", "samplers_quick"), "Samplers"),
     "profiling": (("profiling",), "Profiling"),
+    "adaptive_profiling": (("adaptive_profiling",), "Adaptive profiling"),
     "frechet": (("frechet",), "Frechet distance"),
     "profiling_gpu": (("profiling_gpu",), "Profiling on a GPU"),
     "study_gpu": (("study_gpu",), "Study engine on a GPU"),
@@ -435,6 +438,31 @@ def profiling_frame(b: Benchmarks) -> pd.DataFrame:
     )
 
 
+def adaptive_frame(b: Benchmarks) -> pd.DataFrame:
+    """Algorithm 1 to a stated precision (``profiling.adaptive``) against fixed-N Algorithm 1 on
+    the same grid, per model: the model calls each needs and their wall times."""
+    doc = b["adaptive_profiling"]
+    if doc is None:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        [
+            {
+                "model": c["model"],
+                "target (95%)": c["target_relative_half_width"],
+                "reached": c["reached"],
+                "timesteps profiled": f"{c['profiled_timesteps']} of {c['grid_timesteps']}",
+                "adaptive calls": c["adaptive"]["model_calls"],
+                "fixed-N calls": c["fixed"]["model_calls_needed"],
+                "fewer calls": c["calls_ratio_fixed_over_adaptive"],
+                "adaptive wall (s)": c["adaptive"]["wall_s"],
+                "fixed-N wall (s)": c["fixed"]["wall_s_needed"],
+                "fixed-N wall": "measured" if c["fixed"]["wall_measured"] else "projected",
+            }
+            for c in doc["cases"].values()
+        ]
+    )
+
+
 def frechet_frame(b: Benchmarks) -> pd.DataFrame:
     """The library's Frechet distance against the ``sqrtm`` formula, per case."""
     doc = b["frechet"]
@@ -491,6 +519,7 @@ class Result:
     overhead: pd.DataFrame = field(repr=False)
     versus: pd.DataFrame = field(repr=False)
     profiling: pd.DataFrame = field(repr=False)
+    adaptive: pd.DataFrame = field(repr=False)
     frechet: pd.DataFrame = field(repr=False)
     gpu_samplers: pd.DataFrame = field(repr=False)
 
@@ -512,6 +541,7 @@ def run(params: Params) -> Result:
         overhead=sampler_overhead_frame(b),
         versus=versus_frame(b),
         profiling=profiling_frame(b),
+        adaptive=adaptive_frame(b),
         frechet=frechet_frame(b),
         gpu_samplers=gpu_sampler_frame(b),
     )
@@ -695,6 +725,28 @@ def profiling_table(result: Result) -> Any:
             "model share, naive": "{:.1%}",
         },
         caption="Algorithm 1: batched across timesteps against one model call per timestep",
+    )
+
+
+def adaptive_table(result: Result) -> Any:
+    """Adaptive Algorithm 1 against fixed-N at the same precision."""
+    t = result.adaptive
+    if t.empty:
+        return _empty("adaptive profiling")
+    return styled(
+        t,
+        formats={
+            "target (95%)": "±{:.0%}",
+            "adaptive calls": "{:,.0f}",
+            "fixed-N calls": "{:,.0f}",
+            "fewer calls": "{:.1f}x",
+            "adaptive wall (s)": "{:,.1f}",
+            "fixed-N wall (s)": "{:,.1f}",
+        },
+        caption=(
+            "CPE of three 10-step trajectories to the target relative half-width: adaptive "
+            "allocation against the same n at every timestep of the grid"
+        ),
     )
 
 
@@ -911,6 +963,13 @@ class Summary:
     prof_min_share: float = NAN
     fr_ratio: float = NAN
     fr_diff: float = NAN
+    # adaptive profiling
+    ad_target: float = NAN
+    ad_min_ratio: float = NAN
+    ad_max_ratio: float = NAN
+    ad_goal: float = NAN
+    ad_goal_note: str = "n/a"
+    ad_models: str = "n/a"
     # GPU
     gpu_name: str = "n/a"
     gpu_prof_rel: float = NAN
@@ -1154,6 +1213,26 @@ def _profiling_fields(result: Result) -> dict[str, Any]:
     return out
 
 
+def _adaptive_fields(result: Result) -> dict[str, Any]:
+    t, doc = result.adaptive, result.benchmarks["adaptive_profiling"]
+    if t.empty or doc is None:
+        return {}
+    goal = float(doc["config"].get("goals", {}).get("calls_ratio_fixed_over_adaptive", NAN))
+    low = float(t["fewer calls"].min())
+    return {
+        "ad_target": float(t["target (95%)"].iloc[0]),
+        "ad_min_ratio": low,
+        "ad_max_ratio": float(t["fewer calls"].max()),
+        "ad_goal": goal,
+        "ad_goal_note": (
+            f"every model at or beyond the {goal:.0f}x goal"
+            if low >= goal
+            else f"short of the {goal:.0f}x goal on at least one model"
+        ),
+        "ad_models": ", ".join(t["model"]),
+    }
+
+
 def _gpu_fields(result: Result) -> dict[str, Any]:
     b = result.benchmarks
     out: dict[str, Any] = {}
@@ -1199,6 +1278,7 @@ def summary(result: Result) -> Summary:
         **_sampler_fields(result),
         **_versus_fields(result),
         **_profiling_fields(result),
+        **_adaptive_fields(result),
         **_gpu_fields(result),
     }
     return Summary(**fields)

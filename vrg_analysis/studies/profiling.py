@@ -21,6 +21,12 @@ compares the two per level:
   from the same seed, so with equal row counts the two errors of a level share their ``eps``; the
   pair is positively correlated and the independent-samples test is conservative.
 
+**To a stated precision** (:func:`~vrg_analysis.profiling.adaptive.profile_to_precision`): VRG
+reads the profile only through CPE, a weighted sum of the profiled values, so the draws can go
+where CPE's uncertainty comes from. The chapter asks for the CPE of the three baselines at
+``target_steps`` levels to a relative half-width ``target`` (95%) and sets the model calls that
+took against what fixed-N Algorithm 1 on the same grid would need for it.
+
 Whether the training-data profile is the error the sampler meets along its own path is the
 transfer audit's question (:mod:`vrg_analysis.assumptions.transfer`), not this chapter's.
 :func:`algorithm1` (cached Algorithm 1 on a testbed's rows) is shared with the published-profiles
@@ -42,11 +48,14 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from vrg_analysis.cache import cached
+from vrg_analysis.core.cpe import cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.core.trajectories import baseline
 from vrg_analysis.evaluation.stats import adjust_pvalues, welch_pvalues
-from vrg_analysis.params import as_folder, as_int
+from vrg_analysis.params import as_float, as_folder, as_int
 from vrg_analysis.profiling import profile_prediction_error
+from vrg_analysis.profiling.adaptive import AdaptiveProfile, profile_to_precision
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.testbeds import Testbed, known_testbeds, resolve_testbed
 
@@ -65,6 +74,10 @@ __all__ = [
     "profiles_table",
     "transfer_table",
     "figure_profiles",
+    "precision_table",
+    "precision_frame",
+    "figure_precision",
+    "PRECISION_BASELINES",
     "summary",
     "DATA_SETS",
 ]
@@ -94,6 +107,8 @@ class Params:
     timestep_stride: int = 20
     batch_size: int = 2048
     seed: int = 0
+    target: float = 0.01
+    target_steps: int = 10
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -116,6 +131,14 @@ class Params:
         s(self, "timestep_stride", as_int(self.timestep_stride, "timestep_stride", minimum=1))
         s(self, "batch_size", as_int(self.batch_size, "batch_size", minimum=1))
         s(self, "seed", as_int(self.seed, "seed", minimum=0))
+        s(
+            self,
+            "target",
+            as_float(
+                self.target, "target", minimum=0.0, maximum=1.0, open_low=True, open_high=True
+            ),
+        )
+        s(self, "target_steps", as_int(self.target_steps, "target_steps", minimum=2))
 
     @property
     def source(self) -> str:
@@ -132,6 +155,10 @@ class Params:
 
 
 # ===================================================================== Algorithm 1, shared
+#: The trajectories whose CPE the precision section asks for.
+PRECISION_BASELINES: tuple[str, ...] = ("time_quadratic", "logsnr_uniform", "time_uniform")
+
+
 def row_subset(x: Tensor, n: int, seed: int) -> Tensor:
     """``n`` rows of ``x`` drawn without replacement by ``torch.randperm`` seeded ``seed`` (all of
     ``x`` when it has at most ``n`` rows)."""
@@ -250,6 +277,7 @@ class Result:
     timesteps: FloatArray = field(repr=False)
     profiles: dict[tuple[str, str], ErrorProfile] = field(repr=False)
     transfer: pd.DataFrame = field(repr=False)
+    precision: AdaptiveProfile = field(repr=False)
 
 
 def run(params: Params) -> Result:
@@ -279,6 +307,17 @@ def run(params: Params) -> Result:
     for label in models:
         cmp = compare_levels(profiles[(label, "training")], profiles[(label, "held-out")])
         rows.append({"model": label, **{k: v for k, v in cmp.items() if np.isscalar(v)}})
+    trajectories = [baseline(b, bed.schedule, params.target_steps) for b in PRECISION_BASELINES]
+    precision = profile_to_precision(
+        bed.model,
+        bed.train_x,
+        trajectories,
+        target=params.target,
+        seed=params.seed,
+        batch_size=min(params.batch_size, 1024),
+        model_name=bed.model_name,
+        data_name=f"{params.source}:training",
+    )
     return Result(
         params=params,
         source=params.source,
@@ -286,6 +325,7 @@ def run(params: Params) -> Result:
         timesteps=timesteps,
         profiles=profiles,
         transfer=pd.DataFrame(rows),
+        precision=precision,
     )
 
 
@@ -371,6 +411,76 @@ def figure_profiles(result: Result) -> Any:
     return fig
 
 
+def _precision_frame(result: Result) -> pd.DataFrame:
+    ad = result.precision
+    fixed = result.profiles[(result.models[0], "training")]
+    rows = []
+    for t, c, h in zip(ad.trajectories, ad.cpe, ad.half_width, strict=True):
+        rows.append(
+            {
+                "trajectory": t.name,
+                "CPE (adaptive)": float(c),
+                "95% interval": f"[{c - h:.4g}, {c + h:.4g}]",
+                "relative half-width": float(h / c),
+                "CPE (Algorithm 1 above)": cumulative_prediction_error(t, fixed, outside="clamp"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def precision_table(result: Result) -> Any:
+    """Per trajectory: the adaptive CPE with its interval, and the CPE the chapter's fixed
+    Algorithm 1 profile gives (fewer rows, another grid: for orientation)."""
+    ad = result.precision
+    return styled(
+        _precision_frame(result),
+        formats={
+            "CPE (adaptive)": "{:.4g}",
+            "relative half-width": "{:.2%}",
+            "CPE (Algorithm 1 above)": "{:.4g}",
+        },
+        caption=(
+            f"CPE to ±{ad.target:.0%} (95%) on {result.source}: {ad.model_calls:,} model calls "
+            f"at {ad.profile.alpha_bar.size} of {ad.grid_timesteps.size} grid timesteps; fixed-N "
+            f"needs {ad.fixed_n:,} at each of the {ad.grid_timesteps.size} ({ad.fixed_calls:,})"
+        ),
+    )
+
+
+def precision_frame(result: Result) -> pd.DataFrame:
+    """The draws per grid timestep: adaptive (0 where no trajectory level is near) and fixed-N."""
+    ad = result.precision
+    drawn = dict(zip(ad.profile.timesteps.tolist(), ad.profile.count.tolist(), strict=True))
+    return pd.DataFrame(
+        {
+            "timestep": ad.grid_timesteps,
+            "adaptive draws": [drawn.get(t, 0.0) for t in ad.grid_timesteps.tolist()],
+            "fixed-N draws": float(ad.fixed_n),
+        }
+    )
+
+
+def figure_precision(result: Result) -> Any:
+    """Where the draws go: adaptive draws per grid timestep against fixed-N's constant ``n``."""
+    frame = precision_frame(result)
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, PAGE_WIDTH / 3.2))
+    used = frame[frame["adaptive draws"] > 0]
+    ax.vlines(used.timestep, 1, used["adaptive draws"], color="#0173b2", lw=2.5, label="adaptive")
+    ax.axhline(
+        result.precision.fixed_n, color="#555555", ls="--", lw=1.2, label="fixed-N, every timestep"
+    )
+    ax.set(
+        yscale="log",
+        xlabel="training timestep t (0 is clean)",
+        ylabel="draws (model calls)",
+        title=f"Draws to reach CPE ±{result.precision.target:.0%} (95%)",
+    )
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 # ===================================================================== the prose's numbers
 @dataclass(frozen=True)
 class Summary:
@@ -384,6 +494,15 @@ class Summary:
     transfer_ratio: float
     transfer_differ: int
     transfer_levels: int
+    precision_target: float
+    precision_steps: int
+    precision_calls: int
+    precision_fixed_calls: int
+    precision_saving: float
+    precision_rounds: int
+    precision_profiled: int
+    precision_grid: int
+    precision_reached: str
 
 
 def summary(result: Result) -> Summary:
@@ -398,4 +517,17 @@ def summary(result: Result) -> Summary:
         transfer_ratio=float(first["median held-out / training MSE"]),
         transfer_differ=int(first["levels that differ (Welch, Holm)"]),
         transfer_levels=int(first["levels"]),
+        precision_target=result.precision.target,
+        precision_steps=result.params.target_steps,
+        precision_calls=result.precision.model_calls,
+        precision_fixed_calls=result.precision.fixed_calls,
+        precision_saving=result.precision.saving,
+        precision_rounds=len(result.precision.rounds),
+        precision_profiled=int(result.precision.profile.alpha_bar.size),
+        precision_grid=int(result.precision.grid_timesteps.size),
+        precision_reached=(
+            "reached the target for every trajectory"
+            if result.precision.reached
+            else "stopped short of the target (its round limit)"
+        ),
     )
