@@ -101,23 +101,43 @@ def test_merge_moments_matches_numpy_on_the_pooled_sample() -> None:
 def test_stratum_moments_are_algorithm_1s_at_one_timestep() -> None:
     """The same draws as Algorithm 1 at one level give the same w (Algorithm 1 profiles two
     levels here, in batches of one level's rows: its rows and noise at the first level are the
-    stratum's)."""
+    stratum's one chunk)."""
     bed = make_testbed("mixture-2d")
-    x0 = bed.train_x[:300]
-    n, mean, var = adaptive.stratum_moments(
-        bed.model, x0, 500.0, generator=torch.Generator().manual_seed(3)
+    x0 = bed.train_x[: adaptive.CHUNK]
+    parts = adaptive.stratum_moments(
+        bed.model, x0, 500.0, generators=[torch.Generator().manual_seed(3)]
     )
+    n, mean, var = adaptive.merge_chunks(parts)
     prof = profile_prediction_error(
         bed.model,
         x0,
         [500, 600],
         generator=torch.Generator().manual_seed(3),
         progress=False,
-        batch_size=300,
+        batch_size=adaptive.CHUNK,
     )
     i = int(np.flatnonzero(prof.timesteps == 500)[0])
-    assert n == 300 and mean == pytest.approx(float(prof.mse[i]), rel=1e-6)
+    assert n == adaptive.CHUNK and mean == pytest.approx(float(prof.mse[i]), rel=1e-6)
     assert math.sqrt(var / n) == pytest.approx(float(prof.mse_sem[i]), rel=1e-6)
+
+
+def test_chunks_are_the_same_whoever_computes_them() -> None:
+    """A stratum of 700 rows is 3 chunks: computed all at once or one chunk at a time (as shards
+    would), the chunks' moments are bitwise the same and merge to the same bits."""
+    bed = make_testbed("mixture-2d")
+    x0 = bed.train_x[:700]
+    gens = lambda: [adaptive.chunk_generator(0, 5, 1, c) for c in range(3)]  # noqa: E731
+    whole = adaptive.stratum_moments(bed.oracle, x0, 300.0, generators=gens())
+    assert sorted(whole) == [0, 1, 2] and [whole[c][0] for c in range(3)] == [256, 256, 188]
+    pieces = {}
+    for c in (2, 0, 1):
+        pieces.update(
+            adaptive.stratum_moments(bed.oracle, x0, 300.0, generators=gens(), chunks=[c])
+        )
+    assert pieces == whole
+    assert adaptive.merge_chunks(pieces) == adaptive.merge_chunks(whole)
+    with pytest.raises(ValueError, match="chunks must lie in 0..2"):
+        adaptive.stratum_moments(bed.oracle, x0, 300.0, generators=gens(), chunks=[3])
 
 
 # ===================================================================== the run

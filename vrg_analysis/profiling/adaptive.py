@@ -35,6 +35,14 @@ stratum's moments are written under ``checkpoint_dir`` as they are finished, and
 round is a deterministic function of the rounds before it, so an interrupted run resumes where
 it stopped.
 
+**Across processes and GPUs** (``torchrun``; gloo on CPUs, NCCL on GPUs): with a
+``torch.distributed`` process group initialised, each stratum's draws are cut into chunks of
+:data:`CHUNK` rows whose rows and noise follow from the seed alone, every process computes its
+share of the chunks, and ``all_gather_object`` merges every chunk's moments on every process in
+chunk order, so the result is the same, bit for bit, with any number of processes (on the same
+kind of machine and thread count). Each process keeps its own finished chunks under
+``checkpoint_dir``. :func:`profile_fixed` is fixed-N Algorithm 1 on the same machinery.
+
 The interval is the normal one of a stratified mean with estimated stratum variances (the design
 used by survey statistics; statsmodels has no stratified-total interval, so it is written here and
 tested against Monte Carlo coverage and against a numerical optimiser for the allocation). The
@@ -52,9 +60,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +89,13 @@ __all__ = [
     "neyman_allocation",
     "fixed_n_for_precision",
     "merge_moments",
+    "CHUNK",
+    "chunk_generator",
     "stratum_moments",
+    "merge_chunks",
+    "profile_fixed",
+    "distributed_from_env",
+    "leave_distributed",
     "interpolation_gap",
     "profile_to_precision",
 ]
@@ -195,65 +211,162 @@ def interpolation_gap(
     return abs(on_coarse - on_fine) / on_fine
 
 
+#: Rows per chunk of a stratum: the unit of noise seeding, of batching and of sharding, so a
+#: stratum's numbers do not depend on how many processes share it.
+CHUNK = 256
+
+
+def chunk_generator(seed: int, g: int, round_: int, chunk: int) -> torch.Generator:
+    """The noise generator of chunk ``chunk`` of grid timestep ``g`` in round ``round_``."""
+    return torch.Generator().manual_seed(_seed(seed, g, 1_000 + round_, chunk))
+
+
+def _chunk_moments(
+    model: EpsModel,
+    x0: Tensor,
+    timestep: float,
+    alpha_bar: float,
+    generator: torch.Generator,
+    batch_size: int,
+    kw_all: Mapping[str, Tensor],
+) -> tuple[int, float, float]:
+    tdtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
+    per_sample: list[Tensor] = []
+    with torch.no_grad():
+        for start in range(0, x0.shape[0], batch_size):
+            x = x0[start : start + batch_size]
+            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x_t = math.sqrt(alpha_bar) * x + math.sqrt(1.0 - alpha_bar) * eps  # DDPM eq. 4
+            t = torch.full((x.shape[0],), float(timestep), dtype=tdtype)
+            kw = {k: v[start : start + batch_size] for k, v in kw_all.items()}
+            eps_hat = checked_eps(model, x_t, t, **kw).detach().cpu().to(torch.float64)
+            delta = eps_hat - eps.to(torch.float64)
+            per_sample.append(delta.reshape(delta.shape[0], -1).pow(2).mean(dim=1))
+    m = torch.cat(per_sample).numpy()
+    return int(m.size), float(m.mean()), float(m.var(ddof=1)) if m.size > 1 else 0.0
+
+
 def stratum_moments(
     model: EpsModel,
     x0: Tensor,
     timestep: float,
     *,
     schedule: NoiseSchedule | None = None,
-    generator: torch.Generator | None = None,
-    batch_size: int = 1024,
+    generators: Sequence[torch.Generator] | None = None,
+    chunks: Sequence[int] | None = None,
+    batch_size: int = CHUNK,
     row_kwargs: Mapping[str, Tensor] | None = None,
-) -> tuple[int, float, float]:
-    """Algorithm 1's draw at one timestep: for each row of ``x0``, fresh ``eps ~ N(0, I)``,
-    ``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` (DDPM eq. 4) and the per-sample MSE
-    ``m = ||eps_hat(x_t, t) - eps||^2 / d``; returns ``(count, mean, variance (ddof = 1))`` of
-    ``m``. The mean is the profile value ``w`` at this timestep; the variance is what the
-    allocation needs. ``eps`` is drawn on the CPU from ``generator`` (default seed 0)."""
+) -> dict[int, tuple[int, float, float]]:
+    """Algorithm 1's draw at one timestep, per chunk of :data:`CHUNK` rows: for each row of
+    ``x0``, fresh ``eps ~ N(0, I)``, ``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` (DDPM eq. 4) and the
+    per-sample MSE ``m = ||eps_hat(x_t, t) - eps||^2 / d``; returns ``{chunk: (count, mean,
+    variance (ddof = 1))}`` of ``m``. Chunk ``c`` holds rows ``c CHUNK .. (c + 1) CHUNK`` and draws
+    its noise from ``generators[c]`` (default: seed ``c``), so only the ``chunks`` asked for need
+    computing (a shard's share) and each chunk's numbers are the same whoever computes it;
+    :func:`merge_moments` in chunk order gives the stratum's ``w`` and the variance the allocation
+    needs. ``batch_size`` (at most a chunk) bounds each model call."""
     sched = schedule or model.schedule
     if not isinstance(x0, Tensor) or x0.ndim < 2 or x0.shape[0] < 1:
         raise ValueError("x0 must be a tensor of clean samples with shape [n >= 1, ...]")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n_chunks = -(-x0.shape[0] // CHUNK)
+    todo = range(n_chunks) if chunks is None else [int(c) for c in chunks]
+    if any(not 0 <= c < n_chunks for c in todo):
+        raise ValueError(f"chunks must lie in 0..{n_chunks - 1}, got {list(todo)}")
+    gens = (
+        list(generators)
+        if generators is not None
+        else [torch.Generator().manual_seed(c) for c in range(n_chunks)]
+    )
+    if len(gens) != n_chunks:
+        raise ValueError(f"{len(gens)} generators for {n_chunks} chunks of {CHUNK} rows")
     a = float(sched.alpha_bar(np.array([timestep], dtype=np.float64))[0])
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
     data = x0.detach().cpu()
     kw_all = {k: torch.as_tensor(v) for k, v in (row_kwargs or {}).items()}
-    tdtype = torch.float64 if data.dtype == torch.float64 else torch.float32
-    per_sample: list[Tensor] = []
-    with torch.no_grad():
-        for start in range(0, data.shape[0], batch_size):
-            x = data[start : start + batch_size]
-            eps = torch.randn(x.shape, generator=gen, dtype=x.dtype)
-            x_t = math.sqrt(a) * x + math.sqrt(1.0 - a) * eps  # DDPM eq. 4
-            t = torch.full((x.shape[0],), float(timestep), dtype=tdtype)
-            kw = {k: v[start : start + batch_size] for k, v in kw_all.items()}
-            delta = checked_eps(model, x_t, t, **kw).detach().cpu().to(torch.float64) - eps.to(
-                torch.float64
-            )
-            per_sample.append(delta.reshape(delta.shape[0], -1).pow(2).mean(dim=1))
-    m = torch.cat(per_sample).numpy()
-    var = float(m.var(ddof=1)) if m.size > 1 else 0.0
-    return int(m.size), float(m.mean()), var
+    out = {}
+    for c in todo:
+        rows = slice(c * CHUNK, (c + 1) * CHUNK)
+        kw = {k: v[rows] for k, v in kw_all.items()}
+        out[c] = _chunk_moments(model, data[rows], timestep, a, gens[c], min(batch_size, CHUNK), kw)
+    return out
 
 
-def _read_stratum(path: Path, fingerprint: str, count: int) -> tuple[int, float, float] | None:
-    """A finished stratum's moments from an earlier run with the same arguments, else ``None``;
-    a file from other arguments or with other counts is refused, naming it."""
+def merge_chunks(parts: Mapping[int, tuple[int, float, float]]) -> tuple[int, float, float]:
+    """One stratum's ``(count, mean, variance)`` from its chunks' (:func:`merge_moments` in chunk
+    order: the same bits however the chunks were shared out)."""
+    n, mean, var = 0.0, 0.0, 0.0
+    for c in sorted(parts):
+        n, mean, var = (float(v) for v in merge_moments(n, mean, var, *parts[c]))
+    return int(n), mean, var
+
+
+def _read_shard(
+    path: Path, fingerprint: str, chunks: Sequence[int]
+) -> dict[int, tuple[int, float, float]] | None:
+    """A finished shard's chunk moments from an earlier run with the same arguments, else
+    ``None``; a file from other arguments or for other chunks is refused, naming it."""
     if not path.is_file():
         return None
     try:
         rec = json.loads(path.read_text())
-        got = (int(rec["n"]), float(rec["mean"]), float(rec["var"]))
         found = rec["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a stratum record of profile_to_precision ({err})") from err
-    if found != fingerprint or got[0] != count:
+        got = {int(c): (int(v[0]), float(v[1]), float(v[2])) for c, v in rec["chunks"].items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        raise ValueError(f"{path}: not a shard record of profile_to_precision ({err})") from err
+    if found != fingerprint or sorted(got) != sorted(chunks):
         raise ValueError(
             f"{path}: written by a run with other arguments (model, data, grid, trajectories, "
             "target or seed); use another checkpoint_dir or delete it"
         )
     return got
+
+
+def _world() -> tuple[int, int]:
+    """``(rank, world size)`` of the torch.distributed process group, ``(0, 1)`` without one."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()), int(dist.get_world_size())
+    return 0, 1
+
+
+def distributed_from_env(device: str = "cpu") -> tuple[int, int, str]:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE > 1`` in the environment;
+    gloo on CPUs, NCCL on GPUs, each process on GPU ``LOCAL_RANK``) and return ``(rank, world
+    size, device)``; ``(0, 1, device)`` when run alone. Call :func:`leave_distributed` at the
+    end."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    dist = torch.distributed
+    if not dist.is_available():
+        raise ValueError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    cuda = device.startswith("cuda")
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(torch.device(device))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return int(dist.get_rank()), int(dist.get_world_size()), device
+
+
+def leave_distributed() -> None:
+    """Leave the process group :func:`distributed_from_env` joined (nothing when run alone)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _gather(
+    part: dict[int, tuple[int, float, float]], world: int
+) -> dict[int, tuple[int, float, float]]:
+    """Every shard's chunk moments on every process (``all_gather_object``)."""
+    if world == 1:
+        return part
+    parts: list[Any] = [None] * world
+    torch.distributed.all_gather_object(parts, part)
+    return {c: v for p in parts for c, v in p.items()}
 
 
 # ===================================================================== the sequential run
@@ -328,6 +441,165 @@ def _check_target(target: float, confidence: float) -> None:
     _z(confidence)
 
 
+def _grid(
+    timesteps: Sequence[int] | ArrayLike | None, sched: NoiseSchedule
+) -> tuple[FloatArray, FloatArray]:
+    """The profile grid's timesteps and levels, by increasing ``alpha_bar`` (as ErrorProfile)."""
+    grid_t = as_float_vector(
+        np.asarray(DEFAULT_GRID if timesteps is None else timesteps, dtype=np.float64),
+        "timesteps",
+        min_len=2,
+    )
+    if np.unique(grid_t).size != grid_t.size:
+        raise ValueError("timesteps contain duplicates")
+    grid_t = grid_t[np.argsort(sched.alpha_bar(grid_t))]
+    return grid_t, sched.alpha_bar(grid_t)
+
+
+class _Strata:
+    """The profiled grid timesteps' running moments of the per-sample MSE, and the draws that
+    add to them: each stratum's rows and noise come from the seed alone, its chunks are shared
+    out over the torch.distributed processes (``all_gather_object`` merges them, in chunk order),
+    and with a checkpoint folder every shard's finished chunks are kept for a rerun."""
+
+    def __init__(
+        self,
+        model: EpsModel,
+        data: Tensor,
+        timesteps: FloatArray,
+        *,
+        schedule: NoiseSchedule,
+        seed: int,
+        batch_size: int,
+        row_kwargs: Mapping[str, Tensor] | None,
+        checkpoint_dir: str | Path | None,
+        key: Mapping[str, Any],
+    ) -> None:
+        if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 2:
+            raise ValueError("data must be a tensor of clean samples with shape [n >= 2, ...]")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model, self.data, self.timesteps = model, data, timesteps
+        self.schedule, self.seed, self.batch_size = schedule, int(seed), batch_size
+        self.rows_kw = {k: torch.as_tensor(v) for k, v in (row_kwargs or {}).items()}
+        for k, v in self.rows_kw.items():
+            if v.shape[:1] != data.shape[:1]:
+                raise ValueError(f"row_kwargs[{k!r}] needs one entry per data row")
+        self.dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        full_key = {
+            **key,
+            "model": model_identity(model),
+            "data_sha256": sha256_array(data.detach().cpu().numpy()),
+            "row_kwargs_sha256": {
+                k: sha256_array(v.detach().cpu().numpy()) for k, v in sorted(self.rows_kw.items())
+            },
+            "schedule_sha256": sha256_array(np.asarray(schedule.alphas_cumprod)),
+            "grid_sha256": sha256_array(np.asarray(timesteps)),
+            "seed": self.seed,
+        }
+        if self.dir is not None:
+            if full_key["model"] is None:
+                raise ValueError(
+                    f"{model!r} declares no identity, so its checkpoints could be resumed with "
+                    "another model: give it one (TorchEpsModel(..., identity=...)) or run "
+                    "without checkpoint_dir"
+                )
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = hashlib.sha256(
+            json.dumps(full_key, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        self.n = np.zeros(timesteps.size)
+        self.mean = np.zeros(timesteps.size)
+        self.var = np.zeros(timesteps.size)
+        self.rank, self.world = _world()
+
+    def draw(self, add: NDArray[np.int64], round_: int) -> None:
+        """Add ``add[j]`` fresh draws to stratum ``j``."""
+        for j in np.flatnonzero(add > 0):
+            t = float(self.timesteps[j])
+            tkey = round(1000 * t)  # rows and noise are keyed by the timestep, not its index
+            rows = _rows(self.data.shape[0], self.seed, tkey, int(self.n[j]), int(add[j]))
+            n_chunks = -(-rows.numel() // CHUNK)
+            mine = list(range(self.rank, n_chunks, self.world))  # this shard's chunks
+            path = None
+            if self.dir is not None:
+                path = self.dir / f"round{round_:02d}_t{t:g}.shard{self.rank}of{self.world}.json"
+            part = _read_shard(path, self.fingerprint, mine) if path is not None else None
+            if part is None:
+                part = stratum_moments(
+                    self.model,
+                    self.data[rows],
+                    t,
+                    schedule=self.schedule,
+                    generators=[
+                        chunk_generator(self.seed, tkey, round_, c) for c in range(n_chunks)
+                    ],
+                    chunks=mine,
+                    batch_size=self.batch_size,
+                    row_kwargs={k: v[rows] for k, v in self.rows_kw.items()},
+                )
+                if path is not None:
+                    atomic_write_text(
+                        path, json.dumps({"fingerprint": self.fingerprint, "chunks": part})
+                    )
+            merged = merge_moments(
+                self.n[j], self.mean[j], self.var[j], *merge_chunks(_gather(part, self.world))
+            )
+            self.n[j], self.mean[j], self.var[j] = (float(v) for v in merged)
+
+    def profile(self, alpha_bar: FloatArray, metadata: Mapping[str, Any]) -> ErrorProfile:
+        """The strata as an :class:`ErrorProfile` (``mse``, ``mse_sem``, ``count``)."""
+        return ErrorProfile(
+            alpha_bar=alpha_bar,
+            mse=self.mean.copy(),
+            mse_sem=np.sqrt(self.var / np.maximum(self.n, 1)),
+            count=self.n.copy(),
+            timesteps=self.timesteps.copy(),
+            metadata={**metadata, "model_calls": int(self.n.sum()), "processes": self.world},
+        )
+
+
+def profile_fixed(
+    model: EpsModel,
+    data: Tensor,
+    n: int,
+    *,
+    timesteps: Sequence[int] | ArrayLike | None = None,
+    schedule: NoiseSchedule | None = None,
+    batch_size: int = CHUNK,
+    seed: int = 0,
+    row_kwargs: Mapping[str, Tensor] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    model_name: str = "model",
+    data_name: str = "data",
+) -> ErrorProfile:
+    """Fixed-N Algorithm 1 on the stratum machinery: ``n`` draws at every timestep of the grid
+    (default :data:`DEFAULT_GRID`), each timestep with its own rows and noise (so the levels are
+    independent, unlike :func:`~vrg_analysis.profiling.algorithm1.profile_prediction_error`, which
+    reuses its rows), shared out over the torch.distributed processes when a process group is
+    initialised and resumable with ``checkpoint_dir``. The profile carries ``mse``, ``mse_sem``
+    and ``count`` (the statistics CPE needs; Algorithm 1's higher moments, per-dimension
+    statistics and reservoir are the fixed implementation's)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    sched = schedule or model.schedule
+    grid_t, grid_a = _grid(timesteps, sched)
+    strata = _Strata(
+        model,
+        data,
+        grid_t,
+        schedule=sched,
+        seed=seed,
+        batch_size=batch_size,
+        row_kwargs=row_kwargs,
+        checkpoint_dir=checkpoint_dir,
+        key={"fixed_n": n},
+    )
+    strata.draw(np.full(grid_t.size, n, dtype=np.int64), 0)
+    meta = {"model": model_name, "data": data_name, "algorithm": "fixed-N Algorithm 1 (strata)"}
+    return strata.profile(grid_a, {**meta, "seed": int(seed)})
+
+
 def profile_to_precision(
     model: EpsModel,
     data: Tensor,
@@ -341,7 +613,7 @@ def profile_to_precision(
     max_calls: int | None = None,
     max_rounds: int = 10,
     growth: float = 8.0,
-    batch_size: int = 1024,
+    batch_size: int = CHUNK,
     seed: int = 0,
     row_kwargs: Mapping[str, Tensor] | None = None,
     checkpoint_dir: str | Path | None = None,
@@ -373,75 +645,32 @@ def profile_to_precision(
         raise ValueError(f"growth must be a finite number >= 1, got {growth!r}")
     if max_calls is not None and (isinstance(max_calls, bool) or not isinstance(max_calls, int)):
         raise ValueError(f"max_calls must be an integer or None, got {max_calls!r}")
-    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 2:
-        raise ValueError("data must be a tensor of clean samples with shape [n >= 2, ...]")
     sched = schedule or model.schedule
-    grid_t = as_float_vector(
-        np.asarray(DEFAULT_GRID if timesteps is None else timesteps, dtype=np.float64),
-        "timesteps",
-        min_len=2,
-    )
-    if np.unique(grid_t).size != grid_t.size:
-        raise ValueError("timesteps contain duplicates")
-    order = np.argsort(sched.alpha_bar(grid_t))  # increasing alpha_bar, as ErrorProfile
-    grid_t = grid_t[order]
-    grid_a = sched.alpha_bar(grid_t)
+    grid_t, grid_a = _grid(timesteps, sched)
     beta = np.stack([cpe_weights(t, grid_a) for t in trajs])  # [T, G]
     used = np.flatnonzero(np.any(beta != 0.0, axis=0))
     b = beta[:, used]
     z = _z(confidence)
-    rows_kw = {k: torch.as_tensor(v) for k, v in (row_kwargs or {}).items()}
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if ckpt_dir is not None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-
-    n = np.zeros(used.size)
-    mean = np.zeros(used.size)
-    var = np.zeros(used.size)
-
-    key = {
-        "model": model_identity(model),
-        "data_sha256": sha256_array(data.detach().cpu().numpy()),
-        "row_kwargs_sha256": {
-            k: sha256_array(v.detach().cpu().numpy()) for k, v in sorted(rows_kw.items())
+    strata = _Strata(
+        model,
+        data,
+        grid_t[used],
+        schedule=sched,
+        seed=seed,
+        batch_size=batch_size,
+        row_kwargs=row_kwargs,
+        checkpoint_dir=checkpoint_dir,
+        key={
+            "trajectories": [sha256_array(t.alpha_bar) for t in trajs],
+            "full_grid_sha256": sha256_array(grid_t),
+            "target": float(target),
+            "confidence": float(confidence),
+            "pilot": pilot,
+            "growth": float(growth),
         },
-        "schedule_sha256": sha256_array(np.asarray(sched.alphas_cumprod)),
-        "grid_sha256": sha256_array(grid_t),
-        "trajectories": [sha256_array(t.alpha_bar) for t in trajs],
-        "target": float(target),
-        "confidence": float(confidence),
-        "pilot": pilot,
-        "growth": float(growth),
-        "seed": int(seed),
-    }
-    if ckpt_dir is not None and key["model"] is None:
-        raise ValueError(
-            f"{model!r} declares no identity, so its checkpoints could be resumed with another "
-            "model: give it one (TorchEpsModel(..., identity=...)) or run without checkpoint_dir"
-        )
-    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-    def draw(add: NDArray[np.int64], r: int) -> None:
-        for j in np.flatnonzero(add > 0):
-            g = int(used[j])
-            path = ckpt_dir / f"round{r:02d}_t{grid_t[g]:g}.json" if ckpt_dir else None
-            got = _read_stratum(path, fingerprint, int(add[j])) if path is not None else None
-            if got is None:
-                rows = _rows(data.shape[0], seed, g, int(n[j]), int(add[j]))
-                got = stratum_moments(
-                    model,
-                    data[rows],
-                    float(grid_t[g]),
-                    schedule=sched,
-                    generator=torch.Generator().manual_seed(_seed(seed, g, 1_000 + r)),
-                    batch_size=batch_size,
-                    row_kwargs={k: v[rows] for k, v in rows_kw.items()},
-                )
-                if path is not None:
-                    record = {"fingerprint": fingerprint, "n": got[0], "mean": got[1]}
-                    atomic_write_text(path, json.dumps({**record, "var": got[2]}))
-            merged = merge_moments(n[j], mean[j], var[j], *got)
-            n[j], mean[j], var[j] = (float(v) for v in merged)
+    )
+    n, mean, var = strata.n, strata.mean, strata.var  # updated in place by strata.draw
+    draw = strata.draw
 
     def precision() -> tuple[FloatArray, FloatArray]:
         cpe = b @ mean
@@ -479,13 +708,9 @@ def profile_to_precision(
         fixed_n_for_precision(bt, sd, target, float(c), confidence)
         for bt, c in zip(b, cpe, strict=True)
     )
-    profile = ErrorProfile(
-        alpha_bar=grid_a[used],
-        mse=mean.copy(),
-        mse_sem=np.sqrt(var / n),
-        count=n.copy(),
-        timesteps=grid_t[used],
-        metadata={
+    profile = strata.profile(
+        grid_a[used],
+        {
             "model": model_name,
             "data": data_name,
             "algorithm": "adaptive Algorithm 1 (Neyman allocation for CPE)",
@@ -493,7 +718,6 @@ def profile_to_precision(
             "confidence": float(confidence),
             "seed": int(seed),
             "grid_size": int(grid_t.size),
-            "model_calls": int(n.sum()),
         },
     )
     return AdaptiveProfile(
