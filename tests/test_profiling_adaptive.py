@@ -232,6 +232,8 @@ def test_a_budget_stops_the_run_and_says_so() -> None:
         ({"growth": 0.5}, "growth"),
         ({"timesteps": [10, 10, 20]}, "duplicates"),
         ({"timesteps": [500, 999]}, "outside the profiled range"),
+        ({"max_calls": 10}, "below the pilot"),
+        ({"batch_size": 1000}, "batch_size must be an integer in 1..256"),
     ],
 )
 def test_bad_arguments_are_named(kw: dict, match: str) -> None:

@@ -488,11 +488,15 @@ def _profile(args: argparse.Namespace) -> None:
     unknown = [t for t in names if t not in BASELINES]
     if unknown:
         raise CommandError(f"--trajectories: unknown {unknown}; known: {sorted(BASELINES)}")
+    if args.draws is not None and args.draws < 2:
+        raise CommandError(f"--draws {args.draws}: give at least 2 (a variance needs two)")
     rank, world, device = adaptive.distributed_from_env(args.device)
+    ok = False
     try:
         bed = resolve_testbed(args.model, data=args.data, device=device, seed=args.seed)
         common = dict(
             timesteps=_timesteps(args.timesteps),
+            row_kwargs={"y": bed.train_y} if bed.conditional else None,
             seed=args.seed,
             checkpoint_dir=args.checkpoint_dir,
             model_name=bed.model_name,
@@ -517,7 +521,9 @@ def _profile(args: argparse.Namespace) -> None:
             )
             line = (
                 f"CPE to +-{100 * res.target:g}%: {'reached' if res.reached else 'NOT reached'} "
-                f"with {res.model_calls:,} model calls (fixed-N: {res.fixed_calls:,})"
+                f"with {res.model_calls:,} model calls (fixed-N: {res.fixed_calls:,}); the "
+                f"profile holds the {prof.alpha_bar.size} timesteps these trajectories need "
+                "(use --draws for a profile of the whole grid)"
             )
         else:
             prof = adaptive.profile_fixed(bed.model, bed.train_x, args.draws, **common)
@@ -527,8 +533,9 @@ def _profile(args: argparse.Namespace) -> None:
             prof.save(out)
             atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
             print(f"{line} on {world} process(es); wrote {out} and {out.with_suffix('.json')}")
+        ok = True
     finally:
-        adaptive.leave_distributed()
+        adaptive.leave_distributed(ok=ok)
 
 
 def _overrides(items: Sequence[str]) -> dict[str, object]:

@@ -234,6 +234,7 @@ class PipelineEpsModel(TorchEpsModel):
             self.guidance_scale,
             self.prediction,
             self.schedule.to_dict(),
+            str(self.dtype),
         )
 
     def with_guidance_scale(self, guidance_scale: float) -> PipelineEpsModel:
@@ -287,7 +288,7 @@ class PipelineEpsModel(TorchEpsModel):
                 out = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)
             hidden = out.last_hidden_state.to(self.dtype)
             for p, h in zip(new, hidden, strict=True):
-                cache[(p, length)] = h
+                cache[(p, length)] = h.clone()  # not a view: an evicted entry frees its memory
         rows = []
         for p in items:
             cache.move_to_end((p, length))
@@ -343,6 +344,9 @@ class PipelineEpsModel(TorchEpsModel):
         prompt_embeds: Tensor | None = None,
     ) -> Tensor:
         """The guided noise prediction (classifier-free guidance, Ho & Salimans 2022, eq. 6)."""
+        t = torch.as_tensor(t)
+        if t.ndim == 0 and isinstance(x, Tensor):  # one timestep for the whole batch
+            t = t.expand(x.shape[0])
         return super().__call__(x, t, prompt=prompt, prompt_embeds=prompt_embeds)
 
     def _forward(

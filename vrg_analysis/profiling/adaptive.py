@@ -46,8 +46,14 @@ kind of machine and thread count). Each process keeps its own finished chunks un
 The interval is the normal one of a stratified mean with estimated stratum variances (the design
 used by survey statistics; statsmodels has no stratified-total interval, so it is written here and
 tested against Monte Carlo coverage and against a numerical optimiser for the allocation). The
-stopping rule looks at the data, which biases the estimate by a negligible amount at these sizes
-(each round's allocation uses variances, not the means it then stops on).
+allocation and the stopping rule use the estimates themselves (the variances, and the CPE the
+target is relative to), which biases the result slightly; each round adds fresh draws to every
+stratum it touches, and the coverage test (95% intervals over 40 seeds) bounds the effect.
+
+What the returned profile is good for: the CPE of the trajectories it was made for. It holds only
+the grid timesteps next to their levels; read elsewhere (another trajectory, or VRG's optimiser
+moving the levels) it interpolates across timesteps it never measured. Its metadata names the
+trajectories; profile the whole grid (:func:`profile_fixed`) for an optimiser.
 
 What it estimates is the CPE under the grid-interpolated profile: the value fixed-N Algorithm 1 on
 the same grid converges to. How far that is from a profile at every one of the schedule's
@@ -302,19 +308,21 @@ def merge_chunks(parts: Mapping[int, tuple[int, float, float]]) -> tuple[int, fl
 
 
 def _read_shard(
-    path: Path, fingerprint: str, chunks: Sequence[int]
+    path: Path, fingerprint: str, chunks: Sequence[int], rows: tuple[int, int]
 ) -> dict[int, tuple[int, float, float]] | None:
-    """A finished shard's chunk moments from an earlier run with the same arguments, else
-    ``None``; a file from other arguments or for other chunks is refused, naming it."""
+    """A finished shard's chunk moments from an earlier run with the same arguments and the
+    same rows (``(first, count)`` of the stratum's row sequence), else ``None``; a file from
+    other arguments, for other chunks or other rows is refused, naming it."""
     if not path.is_file():
         return None
     try:
         rec = json.loads(path.read_text())
         found = rec["fingerprint"]
         got = {int(c): (int(v[0]), float(v[1]), float(v[2])) for c, v in rec["chunks"].items()}
+        found_rows = (int(rec["rows"][0]), int(rec["rows"][1]))
     except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
         raise ValueError(f"{path}: not a shard record of profile_to_precision ({err})") from err
-    if found != fingerprint or sorted(got) != sorted(chunks):
+    if found != fingerprint or sorted(got) != sorted(chunks) or found_rows != rows:
         raise ValueError(
             f"{path}: written by a run with other arguments (model, data, grid, trajectories, "
             "target or seed); use another checkpoint_dir or delete it"
@@ -350,11 +358,15 @@ def distributed_from_env(device: str = "cpu") -> tuple[int, int, str]:
     return int(dist.get_rank()), int(dist.get_world_size()), device
 
 
-def leave_distributed() -> None:
-    """Leave the process group :func:`distributed_from_env` joined (nothing when run alone)."""
+def leave_distributed(*, ok: bool = True) -> None:
+    """Leave the process group :func:`distributed_from_env` joined (nothing when run alone):
+    after a barrier when every process finished (``ok``); at once after a failure, so a process
+    that raised never waits for the others (they then fail in their next collective, and
+    torchrun stops the group)."""
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -477,8 +489,15 @@ class _Strata:
     ) -> None:
         if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 2:
             raise ValueError("data must be a tensor of clean samples with shape [n >= 2, ...]")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= CHUNK
+        ):
+            raise ValueError(
+                f"batch_size must be an integer in 1..{CHUNK} (a chunk is the unit of noise "
+                f"seeding and sharing), got {batch_size!r}"
+            )
         self.model, self.data, self.timesteps = model, data, timesteps
         self.schedule, self.seed, self.batch_size = schedule, int(seed), batch_size
         self.rows_kw = {k: torch.as_tensor(v) for k, v in (row_kwargs or {}).items()}
@@ -512,6 +531,14 @@ class _Strata:
         self.mean = np.zeros(timesteps.size)
         self.var = np.zeros(timesteps.size)
         self.rank, self.world = _world()
+        if self.world > 1:  # every process must profile the same thing, or the merge is wrong
+            prints: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(prints, self.fingerprint)
+            if len(set(prints)) > 1:
+                raise ValueError(
+                    "the processes were given different models, data or arguments "
+                    f"(fingerprints {sorted(set(prints))}); every process must profile the same"
+                )
 
     def draw(self, add: NDArray[np.int64], round_: int) -> None:
         """Add ``add[j]`` fresh draws to stratum ``j``."""
@@ -524,7 +551,8 @@ class _Strata:
             path = None
             if self.dir is not None:
                 path = self.dir / f"round{round_:02d}_t{t:g}.shard{self.rank}of{self.world}.json"
-            part = _read_shard(path, self.fingerprint, mine) if path is not None else None
+            span = (int(self.n[j]), int(add[j]))
+            part = _read_shard(path, self.fingerprint, mine, span) if path is not None else None
             if part is None:
                 part = stratum_moments(
                     self.model,
@@ -539,9 +567,8 @@ class _Strata:
                     row_kwargs={k: v[rows] for k, v in self.rows_kw.items()},
                 )
                 if path is not None:
-                    atomic_write_text(
-                        path, json.dumps({"fingerprint": self.fingerprint, "chunks": part})
-                    )
+                    record = {"fingerprint": self.fingerprint, "rows": span, "chunks": part}
+                    atomic_write_text(path, json.dumps(record))
             merged = merge_moments(
                 self.n[j], self.mean[j], self.var[j], *merge_chunks(_gather(part, self.world))
             )
@@ -627,12 +654,13 @@ def profile_to_precision(
     ``timesteps`` is the profile grid (default :data:`DEFAULT_GRID`); only the grid points next to
     a trajectory level are profiled. ``pilot`` draws each first; a round then adds at most
     ``growth`` times the draws made so far; the run stops when the target is reached, after
-    ``max_rounds`` rounds or when the next round would pass ``max_calls`` (``reached`` says
-    which). ``row_kwargs`` conditions each data row (as Algorithm 1's); with ``checkpoint_dir``
-    every finished stratum is kept and a rerun resumes (the model must declare an identity; a
-    folder written with other arguments is refused). Draw ``j`` at timestep
-    ``g`` uses data row ``j`` of ``g``'s seeded sequence of permutations and noise from a
-    generator seeded by ``(seed, g, round)``: the result depends on the arguments only.
+    ``max_rounds`` rounds or when the next round would pass ``max_calls`` (``reached`` is then
+    False; ``rounds`` shows how far it got; ``max_calls`` must cover the pilot). ``row_kwargs``
+    conditions each data row (as Algorithm 1's); with ``checkpoint_dir`` every finished chunk is
+    kept and a rerun resumes (the model must declare an identity; a folder written with other
+    arguments is refused). The rows and noise of a timestep's draws follow from ``seed``, the
+    timestep, the round and the chunk: the result depends on the arguments only, not on the
+    number of processes (module docstring). ``batch_size`` is at most :data:`CHUNK`.
     """
     _check_target(target, confidence)
     trajs = tuple(trajectories)
@@ -671,6 +699,11 @@ def profile_to_precision(
     )
     n, mean, var = strata.n, strata.mean, strata.var  # updated in place by strata.draw
     draw = strata.draw
+    if max_calls is not None and max_calls < pilot * used.size:
+        raise ValueError(
+            f"max_calls = {max_calls} is below the pilot's {pilot} draws at each of the "
+            f"{used.size} timesteps the trajectories need ({pilot * used.size})"
+        )
 
     def precision() -> tuple[FloatArray, FloatArray]:
         cpe = b @ mean
@@ -680,6 +713,11 @@ def profile_to_precision(
     rounds: list[Round] = []
     draw(np.full(used.size, pilot, dtype=np.int64), 0)
     cpe, hw = precision()
+    if np.any(cpe <= 0.0):
+        raise ValueError(
+            "the pilot measured CPE = 0 for a trajectory (a model without error at every level "
+            "it needs): a relative precision of 0 means nothing"
+        )
     rounds.append(Round(0, int(n.sum()), int(n.sum()), float(np.max(hw / cpe))))
     reached = bool(np.all(hw <= target * cpe))
     for r in range(1, max_rounds + 1):
@@ -718,6 +756,8 @@ def profile_to_precision(
             "confidence": float(confidence),
             "seed": int(seed),
             "grid_size": int(grid_t.size),
+            "valid_for": [t.name for t in trajs],
+            "note": "only the grid timesteps next to these trajectories' levels are profiled",
         },
     )
     return AdaptiveProfile(

@@ -1217,7 +1217,7 @@ def _adaptive_fields(result: Result) -> dict[str, Any]:
     t, doc = result.adaptive, result.benchmarks["adaptive_profiling"]
     if t.empty or doc is None:
         return {}
-    goal = float(doc["config"].get("goals", {}).get("calls_ratio_fixed_over_adaptive", NAN))
+    goal = float(doc["config"].get("goals", {}).get("calls_ratio_fixed_over_adaptive", 10.0))
     low = float(t["fewer calls"].min())
     return {
         "ad_target": float(t["target (95%)"].iloc[0]),

@@ -55,7 +55,7 @@ from vrg_analysis.core.trajectories import baseline
 from vrg_analysis.evaluation.stats import adjust_pvalues, welch_pvalues
 from vrg_analysis.params import as_float, as_folder, as_int
 from vrg_analysis.profiling import profile_prediction_error
-from vrg_analysis.profiling.adaptive import AdaptiveProfile, profile_to_precision
+from vrg_analysis.profiling.adaptive import CHUNK, AdaptiveProfile, profile_to_precision
 from vrg_analysis.report import PAGE_WIDTH, styled
 from vrg_analysis.testbeds import Testbed, known_testbeds, resolve_testbed
 
@@ -314,7 +314,7 @@ def run(params: Params) -> Result:
         trajectories,
         target=params.target,
         seed=params.seed,
-        batch_size=min(params.batch_size, 1024),
+        batch_size=min(params.batch_size, CHUNK),
         model_name=bed.model_name,
         data_name=f"{params.source}:training",
     )

@@ -1168,7 +1168,8 @@ def _class_text(r: Result) -> str:
             "notebook with model = digits-cond for one."
         )
     n_ho_class, n_path_class = r.class_rows_held, r.class_rows_path
-    assert n_ho_class is not None and n_path_class is not None
+    if n_ho_class is None or n_path_class is None:
+        raise ValueError("a conditional result needs its rows per class (class_rows_held/path)")
 
     def span(v: NDArray[np.int64]) -> str:
         return f"{v.min()}" if v.min() == v.max() else f"{v.min()} to {v.max()}"
