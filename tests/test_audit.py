@@ -47,6 +47,8 @@ def test_run_audit_writes_notebooks_tables_and_figures_and_ignores_stale_tables(
     assert again.notebooks == () and again.csv.read_text() == run.csv.read_text().replace(
         str(out), str(tmp_path / "lib")
     )
+    # the notebook shows and writes this model's run, never the book's committed full-size one
+    assert all(r.source.startswith("mixture-2d") for r in table)
 
 
 def test_audit_command_names_bad_input(tmp_path, capsys):

@@ -164,7 +164,12 @@ def run_audit(
     for name in tqdm(names, desc="audits", unit="audit", disable=not progress):
         run_chapter(name, common, verdict_dir, figure_dir)
         if execute_notebooks:
-            nb_params = {**common, "verdict_dir": str(verdict_dir), "figure_dir": str(figure_dir)}
+            nb_params = {
+                **common,
+                "verdict_dir": str(verdict_dir),
+                "figure_dir": str(figure_dir),
+                "committed": "",  # this model's run, never the book's committed one
+            }
             done.append(_execute_notebook(name, nb_params, out, progress))
     verdicts = [
         r

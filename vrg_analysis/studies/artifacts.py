@@ -823,7 +823,7 @@ def load_committed(
 def committed_or(
     chapter: str | ModuleType,
     fallback: Any,
-    params_set: str = "full",
+    params_set: str | None = "full",
     *,
     directory: str | Path | None = None,
 ) -> tuple[Any, Provenance]:
@@ -832,7 +832,10 @@ def committed_or(
     the quick parameters), with the :class:`Provenance` of what is shown; when it is the
     fallback, the text says so and why the committed run is not shown (none yet, or stale and
     why). So a page's figures and glued numbers always exist and always say where they come
-    from."""
+    from. ``params_set=None`` shows ``fallback`` whatever is committed (an audit of the user's
+    own model, ``python -m vrg_analysis audit``, must show and write that model's verdicts)."""
+    if params_set is None:
+        return fallback, Provenance("build", "this run (no committed run asked for)", None)
     result, prov = load_committed(chapter, params_set, directory=directory)
     if result is not None:
         return result, prov
