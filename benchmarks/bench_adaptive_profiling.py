@@ -22,7 +22,8 @@ The ratio of model calls is the goal's measure; the wall-time ratio (measured si
 projected) shows what the calls cost on this machine.
 
     .venv/bin/python benchmarks/bench_adaptive_profiling.py                     # mixture, digits
-    .venv/bin/python benchmarks/bench_adaptive_profiling.py --models fashion    # the 28x28 UNet
+    .venv/bin/python benchmarks/bench_adaptive_profiling.py --models mixture-2d digits fashion \
+        --cap fashion=20000     # the 28x28 UNet too, its fixed-N run capped (projected)
 
 Writes ``benchmarks/results/adaptive_profiling.json`` (``--name`` to change).
 """
@@ -144,12 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.01, help="relative half-width (95%%)")
     ap.add_argument("--steps", type=int, default=10, help="K of the trajectories")
     ap.add_argument("--max-fixed-calls", type=int, default=1_000_000)
+    ap.add_argument(
+        "--cap",
+        action="append",
+        default=[],
+        metavar="MODEL=CALLS",
+        help="--max-fixed-calls for one model (repeatable): e.g. fashion=20000",
+    )
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="adaptive_profiling", help="result name")
     ap.add_argument("--results-dir", default=None, help="output folder (default: results/)")
     args = ap.parse_args(argv)
+    caps = {m: args.max_fixed_calls for m in args.models}
+    for item in args.cap:
+        model, _, calls = item.partition("=")
+        if model not in caps or not calls.isdigit() or int(calls) < 2:
+            ap.error(f"--cap {item!r}: expected MODEL=CALLS with MODEL one of {args.models}")
+        caps[model] = int(calls)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     threads = set_threads(args.threads, reexec=argv is None)
     machine = machine_info()
@@ -159,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             target=args.target,
             k=args.steps,
             seed=args.seed,
-            max_fixed_calls=args.max_fixed_calls,
+            max_fixed_calls=caps[m],
             batch_size=args.batch_size,
         )
         for m in args.models
@@ -172,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "target": args.target,
             "steps": args.steps,
             "batch_size": args.batch_size,
-            "max_fixed_calls": args.max_fixed_calls,
+            "max_fixed_calls": caps,
             "goals": {"calls_ratio_fixed_over_adaptive": 10.0},
         },
         "cases": results,

@@ -243,8 +243,8 @@ def test_judge_goal_on_known_cases() -> None:
 
 def test_frames_parse_the_synthetic_files(result: chapter.Result) -> None:
     assert any("optimizers_smoke.json instead" in n for n in result.notes)
-    # profiling, adaptive profiling, frechet, two GPU
-    assert sum("is missing from" in n for n in result.notes) == 5
+    # profiling, adaptive profiling, scaling, frechet, two GPU
+    assert sum("is missing from" in n for n in result.notes) == 6
     assert list(result.optimizers.method)[-1].startswith("official code")
     assert result.optimizers["CPE reduction"].iloc[-1] == pytest.approx(1 - 0.42 / 0.5)
     d = result.ddim.set_index("model")
@@ -291,6 +291,7 @@ def _adaptive_case(model: str, adaptive: int, fixed: int, measured: bool) -> dic
         "grid_timesteps": 101,
         "adaptive": {"model_calls": adaptive, "wall_s": adaptive * 1e-3},
         "fixed": {
+            "n_per_timestep_needed": fixed // 101,
             "model_calls_needed": fixed,
             "wall_s_needed": fixed * 1e-3,
             "wall_measured": measured,
@@ -323,6 +324,67 @@ def test_adaptive_profiling_section(tmp_path: Path) -> None:
     assert s.ad_goal_note.startswith("every model at or beyond")
 
 
+def _scaling_case(processes: int, threads: int, rate: float, start: float) -> dict:
+    return {
+        "processes": processes,
+        "threads_per_process": threads,
+        "marginal_calls_per_s": rate,
+        "fixed_cost_s": start,
+        "ratio_over_one_process_one_thread": rate / 1000.0,
+    }
+
+
+def test_scaling_and_paper_size_sections(tmp_path: Path) -> None:
+    scaling = {
+        "machine": {},
+        "config": {"model": "digits"},
+        "cases": {
+            "1 process x 1 thread": _scaling_case(1, 1, 1000.0, 6.0),
+            "1 process x 2 threads": _scaling_case(1, 2, 1500.0, 6.5),
+            "2 processes x 1 thread": _scaling_case(2, 1, 1800.0, 12.0),
+        },
+    }
+    adaptive = {
+        "machine": {},
+        "config": {"goals": {"calls_ratio_fixed_over_adaptive": 10.0}},
+        # fixed-N needs 4 x 50,000 draws a timestep (the published 50,000 reach 2x the target)
+        # and 50,000 / 4 (they reach half of it)
+        "cases": {
+            "a": _adaptive_case("heavy", 36_000, 200_000 * 101, False),
+            "b": _adaptive_case("tame", 3_600, 12_500 * 101, True),
+        },
+    }
+    gpu = {
+        "machine": {"gpu": "Test GPU"},
+        "agreement": {"max_rel_diff_mse": 1e-7},
+        "ratio_library_over_naive": 1.1,
+        "library": {"pairs_per_s": 10.0, "model_time_share": 0.8},
+    }
+    folder = _write(
+        tmp_path / "results",
+        {"scaling": scaling, "adaptive_profiling": adaptive, "profiling_gpu": gpu},
+    )
+    result = chapter.run(chapter.Params(results_dir=str(folder)))
+    assert list(result.scaling["vs 1 x 1"]) == pytest.approx([1.0, 1.5, 1.8])
+    p = result.paper_size.set_index("errors spread as in")
+    # 50,000 x 1,000 calls at 10 calls/s
+    assert p["published (GPU h)"].tolist() == pytest.approx([5e7 / 10 / 3600] * 2)
+    assert p.loc["heavy", "published reaches (95%)"] == pytest.approx(0.02)
+    assert p.loc["tame", "published reaches (95%)"] == pytest.approx(0.005)
+    assert p.loc["tame", "adaptive (GPU h)"] == pytest.approx(0.1)
+    s = chapter.summary(result)
+    assert (s.sc_model, s.sc_two_processes, s.sc_two_threads) == ("digits", 1.8, 1.5)
+    assert s.sc_torchrun_start_s == 12.0 and s.sc_compare_note.startswith("two processes outran")
+    assert (s.ps_published_reach_min, s.ps_published_reach_max) == pytest.approx((0.005, 0.02))
+    assert (s.ps_adaptive_s_min, s.ps_adaptive_hours_max) == pytest.approx((360.0, 1.0))
+    assert "±2.00%" in chapter.paper_size_table(result).to_html()
+    assert "1.80x" in chapter.scaling_table(result).to_html()
+    scaling["cases"]["2 processes x 1 thread"]["ratio_over_one_process_one_thread"] = 1.2
+    _write(folder, {"scaling": scaling})
+    s = chapter.summary(chapter.run(chapter.Params(results_dir=str(folder))))
+    assert s.sc_compare_note.startswith("two threads of one process did at least as well")
+
+
 def test_tables_and_figures_render(result: chapter.Result) -> None:
     for table in (
         chapter.machine_table,
@@ -333,6 +395,8 @@ def test_tables_and_figures_render(result: chapter.Result) -> None:
         chapter.versus_table,
         chapter.profiling_table,  # missing: a note
         chapter.adaptive_table,
+        chapter.scaling_table,  # missing: a note
+        chapter.paper_size_table,
         chapter.frechet_table,
         chapter.gpu_sampler_table,
     ):

@@ -83,7 +83,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "notebooks/optimisers.ipynb": {"papermill": 1},
     "notebooks/predicted_vs_measured.ipynb": {"papermill": 1},
     "notebooks/published_profiles.ipynb": {"papermill": 1},
-    "notebooks/reproduce.ipynb": {"setup": 6, "papermill": 4, "cli": 1},
+    "notebooks/reproduce.ipynb": {"setup": 6, "papermill": 4, "cli": 2},
     "notebooks/testbed_models.ipynb": {"cli": 1},
     "notebooks/vrg_on_exact_testbed.ipynb": {"papermill": 1},
     "notebooks/when_vrg_helps.ipynb": {"papermill": 1},

@@ -140,6 +140,24 @@ def test_chunks_are_the_same_whoever_computes_them() -> None:
         adaptive.stratum_moments(bed.oracle, x0, 300.0, generators=gens(), chunks=[3])
 
 
+def test_the_model_gets_its_batches_on_the_device_asked_for() -> None:
+    """The rows and noise stay on the CPU; every tensor the model sees is on ``device`` (the one
+    device here is the CPU: the call is checked, and the numbers are the default's)."""
+    seen: set[str] = set()
+
+    def fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.update(str(v.device) for v in (x, t, y))
+        return torch.zeros_like(x)
+
+    model = TorchEpsModel(fn, SCHEDULE, identity="zeros")
+    x0, y = torch.randn(300, 3), torch.arange(300)
+    a = adaptive.stratum_moments(model, x0, 500.0, row_kwargs={"y": y}, device="cpu")
+    assert a == adaptive.stratum_moments(model, x0, 500.0, row_kwargs={"y": y})
+    assert seen == {"cpu"}
+    prof = adaptive.profile_fixed(model, x0, 4, timesteps=[0, 999], row_kwargs={"y": y})
+    assert prof.metadata["device"] == "cpu"
+
+
 # ===================================================================== the run
 def test_the_interval_covers_a_known_truth() -> None:
     """``w(a) = std^2 a`` exactly: over 40 seeds the 95% intervals at a 5% target cover the true
@@ -234,6 +252,8 @@ def test_a_budget_stops_the_run_and_says_so() -> None:
         ({"timesteps": [500, 999]}, "outside the profiled range"),
         ({"max_calls": 10}, "below the pilot"),
         ({"batch_size": 1000}, "batch_size must be an integer in 1..256"),
+        ({"device": "nonsense"}, "invalid device"),
+        ({"device": "cuda:99"}, "CUDA"),  # no CUDA here, or fewer than 100 GPUs
     ],
 )
 def test_bad_arguments_are_named(kw: dict, match: str) -> None:

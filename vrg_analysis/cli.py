@@ -24,12 +24,14 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from vrg_analysis.audit import format_summary, run_audit
+from vrg_analysis.cache import cache_enabled
 from vrg_analysis.core.cpe import cumulative_prediction_error
 from vrg_analysis.core.profile import ErrorProfile, read_official_profile
 from vrg_analysis.core.schedules import SCHEDULE_NAMES, NoiseSchedule
@@ -38,7 +40,7 @@ from vrg_analysis.io import atomic_write_text
 from vrg_analysis.models.checkpoints import MODELS_DIR
 from vrg_analysis.profiling import adaptive
 from vrg_analysis.resources import official_reference_dir, reference_dir
-from vrg_analysis.studies import official_cifar10
+from vrg_analysis.studies import grid, official_cifar10
 from vrg_analysis.studies.artifacts import params_from_set, run_study
 from vrg_analysis.testbeds import resolve_testbed
 from vrg_analysis.training import CLASSIFIERS, RECIPES, train, train_classifier
@@ -369,6 +371,14 @@ def _parser() -> argparse.ArgumentParser:
         "--set 'steps=[5, 10]'); repeatable. The result is keyed by the final parameters",
     )
     st.add_argument("--progress", action="store_true", help="show progress where the chapter can")
+    st.add_argument(
+        "--split",
+        default="seeds,samplers",
+        metavar="FIELDS",
+        help="under torchrun: the fields of the chapter's comparisons split across the processes "
+        f"(comma-separated, of {','.join(grid.SPLITS)}; default seeds,samplers). Run alone, the "
+        "chapter runs in this process",
+    )
 
     of = sub.add_parser(
         "official-files",
@@ -481,6 +491,44 @@ def _timesteps(text: str | None) -> list[float] | None:
         ) from None
 
 
+def _study_across_processes(args: argparse.Namespace, params: object, out_dir: Path | None) -> None:
+    """The ``study`` command under torchrun: every process runs its share of the chapter's
+    comparisons (:func:`~vrg_analysis.studies.grid.run_grid`), then process 0 runs the chapter,
+    which finds them in the library cache, and saves the artifact with the whole wall time."""
+    if not cache_enabled():
+        raise CommandError(
+            "a study across processes hands its comparisons to the chapter through the library "
+            "cache, which VRG_CACHE turns off: unset it"
+        )
+    by = [f.strip() for f in args.split.split(",") if f.strip()]
+    unknown = [f for f in by if f not in grid.SPLITS]
+    if unknown or not by:
+        raise CommandError(f"--split {args.split!r}: give fields of {list(grid.SPLITS)}")
+    try:
+        configs = grid.chapter_configs(params)
+    except TypeError as err:
+        raise CommandError(f"{args.chapter}: {err}") from err
+    start = time.perf_counter()
+    rank, world, device = adaptive.distributed_from_env(configs[0].device)
+    ok = False
+    try:
+        for cfg in configs:
+            grid.run_grid(cfg, by=by, device=device, progress=args.progress and rank == 0)
+        ok = True
+    finally:
+        adaptive.leave_distributed(ok=ok)
+    if rank == 0:
+        path = run_study(
+            args.chapter,
+            params,
+            args.params,
+            out_dir,
+            progress=args.progress,
+            prior_wall_s=time.perf_counter() - start,
+        )
+        print(f"wrote {path} ({len(configs)} comparison(s) on {world} processes)")
+
+
 def _profile(args: argparse.Namespace) -> None:
     """The ``profile`` command: resolve the model, join torchrun's group, profile, write."""
     out = check_output_file(args.out)
@@ -501,6 +549,7 @@ def _profile(args: argparse.Namespace) -> None:
             checkpoint_dir=args.checkpoint_dir,
             model_name=bed.model_name,
             data_name=f"{bed.name}:training",
+            device=device,
         )
         report: dict[str, object] = {"model": bed.model_name, "processes": world}
         if args.target is not None:
@@ -639,8 +688,11 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "study":
         out_dir = check_output_dir(args.out_dir, "--out-dir") if args.out_dir else None
         params = params_from_set(args.chapter, args.params, _overrides(args.set))
-        path = run_study(args.chapter, params, args.params, out_dir, progress=args.progress)
-        print(f"wrote {path}")
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            _study_across_processes(args, params, out_dir)
+        else:
+            path = run_study(args.chapter, params, args.params, out_dir, progress=args.progress)
+            print(f"wrote {path}")
     elif args.command == "official-files":
         folder = official_reference_dir()
         if folder is not None:

@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
@@ -191,6 +192,7 @@ def profile_to_precision(
     checkpoint_dir: str | Path | None = None,
     model_name: str = "model",
     data_name: str = "data",
+    device: str | torch.device = "cpu",
 ) -> AdaptiveProfile:
     """Algorithm 1 with as few model calls as reach ``target``: the CPE of every trajectory in
     ``trajectories`` known to a relative half-width ``target`` at ``confidence`` (the module
@@ -206,6 +208,7 @@ def profile_to_precision(
     arguments is refused). The rows and noise of a timestep's draws follow from ``seed``, the
     timestep, the round and the chunk: the result depends on the arguments only, not on the
     number of processes (module docstring). ``batch_size`` is at most :data:`CHUNK`.
+    ``device``: where the model runs (the draws stay on the CPU, the same on every device).
     """
     _check_target(target, confidence)
     trajs = tuple(trajectories)
@@ -241,6 +244,7 @@ def profile_to_precision(
             "pilot": pilot,
             "growth": float(growth),
         },
+        device=device,
     )
     n, mean, var = strata.n, strata.mean, strata.var  # updated in place by strata.draw
     draw = strata.draw

@@ -31,7 +31,7 @@ from vrg_analysis._checks import as_float_vector
 from vrg_analysis.core.profile import ErrorProfile
 from vrg_analysis.core.schedules import NoiseSchedule
 from vrg_analysis.io import atomic_write_text, sha256_array
-from vrg_analysis.models.protocol import EpsModel, checked_eps, model_identity
+from vrg_analysis.models.protocol import EpsModel, checked_eps, model_identity, resolve_device
 from vrg_analysis.profiling.allocation import merge_moments
 
 __all__ = [
@@ -91,6 +91,7 @@ def _chunk_moments(
     generator: torch.Generator,
     batch_size: int,
     kw_all: Mapping[str, Tensor],
+    device: torch.device,
 ) -> tuple[int, float, float]:
     tdtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
     per_sample: list[Tensor] = []
@@ -99,9 +100,9 @@ def _chunk_moments(
             x = x0[start : start + batch_size]
             eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
             x_t = math.sqrt(alpha_bar) * x + math.sqrt(1.0 - alpha_bar) * eps  # DDPM eq. 4
-            t = torch.full((x.shape[0],), float(timestep), dtype=tdtype)
-            kw = {k: v[start : start + batch_size] for k, v in kw_all.items()}
-            eps_hat = checked_eps(model, x_t, t, **kw).detach().cpu().to(torch.float64)
+            t = torch.full((x.shape[0],), float(timestep), dtype=tdtype, device=device)
+            kw = {k: v[start : start + batch_size].to(device) for k, v in kw_all.items()}
+            eps_hat = checked_eps(model, x_t.to(device), t, **kw).detach().cpu().to(torch.float64)
             delta = eps_hat - eps.to(torch.float64)
             per_sample.append(delta.reshape(delta.shape[0], -1).pow(2).mean(dim=1))
     m = torch.cat(per_sample).numpy()
@@ -118,6 +119,7 @@ def stratum_moments(
     chunks: Sequence[int] | None = None,
     batch_size: int = CHUNK,
     row_kwargs: Mapping[str, Tensor] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[int, tuple[int, float, float]]:
     """Algorithm 1's draw at one timestep, per chunk of :data:`CHUNK` rows: for each row of
     ``x0``, fresh ``eps ~ N(0, I)``, ``x_t = sqrt(a) x_0 + sqrt(1 - a) eps`` (DDPM eq. 4) and the
@@ -126,7 +128,10 @@ def stratum_moments(
     its noise from ``generators[c]`` (default: seed ``c``), so only the ``chunks`` asked for need
     computing (a shard's share) and each chunk's numbers are the same whoever computes it;
     :func:`merge_moments` in chunk order gives the stratum's ``w`` and the variance the allocation
-    needs. ``batch_size`` (at most a chunk) bounds each model call."""
+    needs. ``batch_size`` (at most a chunk) bounds each model call. ``device``: where the model
+    runs; the rows and the noise stay on the CPU (the same numbers on every device) and each
+    batch moves there, as in Algorithm 1's fixed implementation."""
+    dev = resolve_device(device)
     sched = schedule or model.schedule
     if not isinstance(x0, Tensor) or x0.ndim < 2 or x0.shape[0] < 1:
         raise ValueError("x0 must be a tensor of clean samples with shape [n >= 1, ...]")
@@ -150,7 +155,9 @@ def stratum_moments(
     for c in todo:
         rows = slice(c * CHUNK, (c + 1) * CHUNK)
         kw = {k: v[rows] for k, v in kw_all.items()}
-        out[c] = _chunk_moments(model, data[rows], timestep, a, gens[c], min(batch_size, CHUNK), kw)
+        out[c] = _chunk_moments(
+            model, data[rows], timestep, a, gens[c], min(batch_size, CHUNK), kw, dev
+        )
     return out
 
 
@@ -270,6 +277,7 @@ class Strata:
         row_kwargs: Mapping[str, Tensor] | None,
         checkpoint_dir: str | Path | None,
         key: Mapping[str, Any],
+        device: str | torch.device = "cpu",
     ) -> None:
         if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 2:
             raise ValueError("data must be a tensor of clean samples with shape [n >= 2, ...]")
@@ -284,6 +292,9 @@ class Strata:
             )
         self.model, self.data, self.timesteps = model, data, timesteps
         self.schedule, self.seed, self.batch_size = schedule, int(seed), batch_size
+        # not in the fingerprint: each process of an NCCL run has its own GPU, and a chunk's
+        # numbers agree across devices to float tolerance (its counts exactly)
+        self.device = resolve_device(device)
         self.rows_kw = {k: torch.as_tensor(v) for k, v in (row_kwargs or {}).items()}
         for k, v in self.rows_kw.items():
             if v.shape[:1] != data.shape[:1]:
@@ -349,6 +360,7 @@ class Strata:
                     chunks=mine,
                     batch_size=self.batch_size,
                     row_kwargs={k: v[rows] for k, v in self.rows_kw.items()},
+                    device=self.device,
                 )
                 if path is not None:
                     record = {"fingerprint": self.fingerprint, "rows": span, "chunks": part}
@@ -366,7 +378,12 @@ class Strata:
             mse_sem=np.sqrt(self.var / np.maximum(self.n, 1)),
             count=self.n.copy(),
             timesteps=self.timesteps.copy(),
-            metadata={**metadata, "model_calls": int(self.n.sum()), "processes": self.world},
+            metadata={
+                **metadata,
+                "model_calls": int(self.n.sum()),
+                "processes": self.world,
+                "device": str(self.device),
+            },
         )
 
 
@@ -383,6 +400,7 @@ def profile_fixed(
     checkpoint_dir: str | Path | None = None,
     model_name: str = "model",
     data_name: str = "data",
+    device: str | torch.device = "cpu",
 ) -> ErrorProfile:
     """Fixed-N Algorithm 1 on the stratum machinery: ``n`` draws at every timestep of the grid
     (default :data:`DEFAULT_GRID`), each timestep with its own rows and noise (so the levels are
@@ -390,7 +408,8 @@ def profile_fixed(
     reuses its rows), shared out over the torch.distributed processes when a process group is
     initialised and resumable with ``checkpoint_dir``. The profile carries ``mse``, ``mse_sem``
     and ``count`` (the statistics CPE needs; Algorithm 1's higher moments, per-dimension
-    statistics and reservoir are the fixed implementation's)."""
+    statistics and reservoir are the fixed implementation's). ``device``: where the model runs
+    (:func:`stratum_moments`)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
     sched = schedule or model.schedule
@@ -405,6 +424,7 @@ def profile_fixed(
         row_kwargs=row_kwargs,
         checkpoint_dir=checkpoint_dir,
         key={"fixed_n": n},
+        device=device,
     )
     strata.draw(np.full(grid_t.size, n, dtype=np.int64), 0)
     meta = {"model": model_name, "data": data_name, "algorithm": "fixed-N Algorithm 1 (strata)"}

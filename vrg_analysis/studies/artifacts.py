@@ -475,12 +475,17 @@ _MACHINE_KINDS: dict[str, tuple[Any, str]] = {
     "gpu": ((str, type(None)), "a string or null"),
     "platform": (str, "a string"),
     "python": (str, "a string"),
+    "processes": (int, "an integer"),
 }
+#: Machine entries an artifact may lack (saved before they were recorded).
+_MACHINE_OPTIONAL = ("processes",)
 
 
 def _machine(path: Path, doc: Mapping[str, Any]) -> Machine:
     d = _entry(path, doc, "machine", dict, "an object")
     for f in dataclasses.fields(Machine):
+        if f.name in _MACHINE_OPTIONAL and f.name not in d:
+            continue
         kind, what = _MACHINE_KINDS[f.name]
         _entry(path, d, f.name, kind, what, f"machine.{f.name}")
     return Machine.from_dict(d)
@@ -857,18 +862,23 @@ def run_study(
     directory: str | Path | None = None,
     *,
     progress: bool = False,
+    prior_wall_s: float = 0.0,
 ) -> Path:
     """Run a chapter on ``params``, time it and save it (:func:`save_artifact`) as the named
     parameter set; returns the artifact's JSON path. The code version and inputs are read before
     the run: if the code or inputs change while it runs, the artifact is saved as made by the
-    code it started with (so it reads as stale) and a warning says so."""
+    code it started with (so it reads as stale) and a warning says so. ``prior_wall_s``: seconds
+    the run spent before this call (a study across processes runs its comparisons first,
+    :mod:`vrg_analysis.studies.grid`), added to the recorded wall time."""
+    if not (math.isfinite(prior_wall_s) and prior_wall_s >= 0.0):
+        raise ValueError(f"prior_wall_s must be a finite number >= 0, got {prior_wall_s!r}")
     module = chapter_module(chapter)
     _check_params(module, params)
     code = code_version(module)
     inputs = chapter_inputs(params, module)
     start = time.perf_counter()
     result = _call_run(module, params, progress)
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - start + prior_wall_s
     changed = computing_changes(code.modules, code_version(module).modules)
     if changed or chapter_inputs(params, module) != inputs:
         log.warning(

@@ -81,6 +81,12 @@ __all__ = [
     "figure_samplers",
     "adaptive_frame",
     "adaptive_table",
+    "scaling_frame",
+    "scaling_table",
+    "paper_size_frame",
+    "paper_size_table",
+    "PAPER_TRAINING_IMAGES",
+    "PAPER_TIMESTEPS",
     "summary",
 ]
 
@@ -92,10 +98,14 @@ BENCHMARKS: dict[str, tuple[tuple[str, ...], str]] = {
     "samplers": (("samplers", "samplers_quick"), "Samplers"),
     "profiling": (("profiling",), "Profiling"),
     "adaptive_profiling": (("adaptive_profiling",), "Adaptive profiling"),
+    "scaling": (("scaling",), "Algorithm 1 across processes"),
     "frechet": (("frechet",), "Frechet distance"),
     "profiling_gpu": (("profiling_gpu",), "Profiling on a GPU"),
     "study_gpu": (("study_gpu",), "Study engine on a GPU"),
 }
+#: Algorithm 1 as published on CIFAR-10: every training image at every timestep
+PAPER_TRAINING_IMAGES = 50_000
+PAPER_TIMESTEPS = 1_000
 #: the CPU benchmarks of the machine table
 CPU_BENCHMARKS: tuple[str, ...] = (
     "optimizers",
@@ -463,6 +473,59 @@ def adaptive_frame(b: Benchmarks) -> pd.DataFrame:
     )
 
 
+def scaling_frame(b: Benchmarks) -> pd.DataFrame:
+    """``profile --draws`` alone and under torchrun (``bench_scaling.py``): the marginal model
+    calls per second of each arm, their ratio to one process of one thread, the fixed cost."""
+    doc = b["scaling"]
+    if doc is None:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        [
+            {
+                "arm": name,
+                "processes": c["processes"],
+                "threads each": c["threads_per_process"],
+                "calls/s": c["marginal_calls_per_s"],
+                "vs 1 x 1": c["ratio_over_one_process_one_thread"],
+                "start-up (s)": c["fixed_cost_s"],
+            }
+            for name, c in doc["cases"].items()
+        ]
+    )
+
+
+def paper_size_frame(b: Benchmarks) -> pd.DataFrame:
+    """Algorithm 1 at the paper's size, projected: the CIFAR-10-sized UNet's measured GPU
+    throughput (``profiling_gpu``) times the model calls of published Algorithm 1
+    (:data:`PAPER_TRAINING_IMAGES` x :data:`PAPER_TIMESTEPS`) and of adaptive profiling to the
+    benchmark's target, if the model's errors were spread as in each model the adaptive benchmark
+    measured (the calls a precision needs depend on the errors' spread, not on the data set's
+    size). Also the precision published Algorithm 1 would reach under that spread: the fixed-N
+    half-width shrinks as ``1/sqrt(n)`` (the central limit theorem), so ``n`` draws a timestep give
+    ``target * sqrt(n_needed / n)``."""
+    gpu, ad = b["profiling_gpu"], b["adaptive_profiling"]
+    if gpu is None or ad is None:
+        return pd.DataFrame()
+    rate = float(gpu["library"]["pairs_per_s"])
+    published = PAPER_TRAINING_IMAGES * PAPER_TIMESTEPS
+    rows = []
+    for c in ad["cases"].values():
+        target = float(c["target_relative_half_width"])
+        rows.append(
+            {
+                "errors spread as in": c["model"],
+                "published calls": published,
+                "published (GPU h)": published / rate / 3600.0,
+                "published reaches (95%)": target
+                * math.sqrt(c["fixed"]["n_per_timestep_needed"] / PAPER_TRAINING_IMAGES),
+                "target (95%)": target,
+                "adaptive calls": c["adaptive"]["model_calls"],
+                "adaptive (GPU h)": c["adaptive"]["model_calls"] / rate / 3600.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def frechet_frame(b: Benchmarks) -> pd.DataFrame:
     """The library's Frechet distance against the ``sqrtm`` formula, per case."""
     doc = b["frechet"]
@@ -520,6 +583,8 @@ class Result:
     versus: pd.DataFrame = field(repr=False)
     profiling: pd.DataFrame = field(repr=False)
     adaptive: pd.DataFrame = field(repr=False)
+    scaling: pd.DataFrame = field(repr=False)
+    paper_size: pd.DataFrame = field(repr=False)
     frechet: pd.DataFrame = field(repr=False)
     gpu_samplers: pd.DataFrame = field(repr=False)
 
@@ -542,6 +607,8 @@ def run(params: Params) -> Result:
         versus=versus_frame(b),
         profiling=profiling_frame(b),
         adaptive=adaptive_frame(b),
+        scaling=scaling_frame(b),
+        paper_size=paper_size_frame(b),
         frechet=frechet_frame(b),
         gpu_samplers=gpu_sampler_frame(b),
     )
@@ -746,6 +813,44 @@ def adaptive_table(result: Result) -> Any:
         caption=(
             "CPE of three 10-step trajectories to the target relative half-width: adaptive "
             "allocation against the same n at every timestep of the grid"
+        ),
+    )
+
+
+def scaling_table(result: Result) -> Any:
+    """Algorithm 1's throughput alone and across processes on this machine."""
+    t = result.scaling
+    if t.empty:
+        return _empty("scaling")
+    return styled(
+        t,
+        formats={"calls/s": "{:,.0f}", "vs 1 x 1": "{:.2f}x", "start-up (s)": "{:.1f}"},
+        caption=(
+            "python -m vrg_analysis profile --draws N, alone and under torchrun (gloo): model "
+            "calls per second beyond the command's start-up, which the last column shows"
+        ),
+    )
+
+
+def paper_size_table(result: Result) -> Any:
+    """Algorithm 1 at the paper's size on one GPU, published against adaptive (projected)."""
+    t = result.paper_size
+    if t.empty:
+        return _empty("paper-size projection")
+    return styled(
+        t,
+        formats={
+            "published calls": "{:,.0f}",
+            "published (GPU h)": "{:.2f}",
+            "published reaches (95%)": "±{:.2%}",
+            "target (95%)": "±{:.0%}",
+            "adaptive calls": "{:,.0f}",
+            "adaptive (GPU h)": "{:.3f}",
+        },
+        caption=(
+            "Projected: Algorithm 1 on CIFAR-10 (50,000 images x 1,000 timesteps) against "
+            "adaptive profiling to the target, at the CIFAR-10-sized UNet's measured GPU "
+            "throughput, if its errors spread as in each measured model"
         ),
     )
 
@@ -970,6 +1075,18 @@ class Summary:
     ad_goal: float = NAN
     ad_goal_note: str = "n/a"
     ad_models: str = "n/a"
+    # across processes, and at the paper's size
+    sc_model: str = "n/a"
+    sc_two_processes: float = NAN
+    sc_two_threads: float = NAN
+    sc_torchrun_start_s: float = NAN
+    sc_compare_note: str = "n/a"
+    ps_published_hours: float = NAN
+    ps_adaptive_hours_min: float = NAN
+    ps_adaptive_hours_max: float = NAN
+    ps_adaptive_s_min: float = NAN
+    ps_published_reach_min: float = NAN
+    ps_published_reach_max: float = NAN
     # GPU
     gpu_name: str = "n/a"
     gpu_prof_rel: float = NAN
@@ -1233,6 +1350,36 @@ def _adaptive_fields(result: Result) -> dict[str, Any]:
     }
 
 
+def _scaling_fields(result: Result) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    t, doc = result.scaling, result.benchmarks["scaling"]
+    if not t.empty and doc is not None:
+        by = t.set_index("arm")
+        out.update(
+            sc_model=str(doc["config"]["model"]),
+            sc_two_processes=float(by.loc["2 processes x 1 thread", "vs 1 x 1"]),
+            sc_two_threads=float(by.loc["1 process x 2 threads", "vs 1 x 1"]),
+            sc_torchrun_start_s=float(by.loc["2 processes x 1 thread", "start-up (s)"]),
+        )
+        two_p, two_t = out["sc_two_processes"], out["sc_two_threads"]
+        out["sc_compare_note"] = (
+            "two processes outran two threads of one process"
+            if two_p > two_t
+            else "two threads of one process did at least as well as two processes"
+        )
+    p = result.paper_size
+    if not p.empty:
+        out.update(
+            ps_published_hours=float(p["published (GPU h)"].iloc[0]),
+            ps_adaptive_hours_min=float(p["adaptive (GPU h)"].min()),
+            ps_adaptive_hours_max=float(p["adaptive (GPU h)"].max()),
+            ps_adaptive_s_min=3600.0 * float(p["adaptive (GPU h)"].min()),
+            ps_published_reach_min=float(p["published reaches (95%)"].min()),
+            ps_published_reach_max=float(p["published reaches (95%)"].max()),
+        )
+    return out
+
+
 def _gpu_fields(result: Result) -> dict[str, Any]:
     b = result.benchmarks
     out: dict[str, Any] = {}
@@ -1279,6 +1426,7 @@ def summary(result: Result) -> Summary:
         **_versus_fields(result),
         **_profiling_fields(result),
         **_adaptive_fields(result),
+        **_scaling_fields(result),
         **_gpu_fields(result),
     }
     return Summary(**fields)

@@ -377,10 +377,14 @@ class Machine:
     gpu: str | None
     platform: str
     python: str
+    processes: int = 1
 
     def describe(self) -> str:
-        """One line: the GPU (if the run used one) or the CPU, its cores and torch's threads."""
+        """One line: the GPU (if the run used one) or the CPU, its cores, torch's threads and,
+        for a run across processes (``torchrun``), their number."""
         threads = f"{self.threads} torch thread" + ("" if self.threads == 1 else "s")
+        if self.processes > 1:
+            threads = f"{self.processes} processes of {threads}"
         where = f"{self.cpu} ({self.cores} cores, {threads})"
         if self.gpu and not self.device.startswith("cpu"):
             where = f"{self.gpu}, {where}"
@@ -391,7 +395,9 @@ class Machine:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Machine:
-        return cls(**{f.name: d.get(f.name) for f in dataclasses.fields(cls)})
+        """From :meth:`to_dict`; ``processes`` may be absent (a run saved before it was recorded
+        ran in one process)."""
+        return cls(**{f.name: d.get(f.name) for f in dataclasses.fields(cls) if f.name in d})
 
 
 def _cpu_name() -> str:
@@ -405,7 +411,7 @@ def _cpu_name() -> str:
 
 
 def machine_info(device: str = "cpu") -> Machine:
-    """This machine, for a run on ``device``."""
+    """This machine, for a run on ``device`` (in ``$WORLD_SIZE`` processes under ``torchrun``)."""
     gpu = None
     if torch.cuda.is_available():
         try:
@@ -422,6 +428,7 @@ def machine_info(device: str = "cpu") -> Machine:
         gpu=gpu,
         platform=platform.platform(),
         python=platform.python_version(),
+        processes=max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1),
     )
 
 
