@@ -94,6 +94,10 @@ def test_merge_refuses_parts_that_do_not_make_the_grid(setup: engine.ComparisonS
     parts = [run_comparison(u, setup, use_cache=False) for u in units]
     with pytest.raises(ValueError, match="miss arm"):
         grid.merge_results(MIXTURE, parts[:1])
+    by_sampler = grid.split_config(MIXTURE, ("samplers",))
+    one_sampler = run_comparison(by_sampler[0], setup, use_cache=False)
+    with pytest.raises(ValueError, match="miss arm .*'dpm_solver_2'"):  # a whole unit lost
+        grid.merge_results(MIXTURE, [one_sampler])
     with pytest.raises(ValueError, match="more than one part"):
         grid.merge_results(MIXTURE, [*parts, parts[0]])
     other = dataclasses.replace(MIXTURE, n_samples=32)

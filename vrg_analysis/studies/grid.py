@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from vrg_analysis.cache import cached
+from vrg_analysis.samplers import get_sampler
 from vrg_analysis.studies.engine import (
     ArmResult,
     ComparisonConfig,
@@ -121,15 +122,18 @@ def merge_results(config: ComparisonConfig, parts: Sequence[ComparisonResult]) -
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise ValueError(f"arm {dup} is in more than one part")
-    # every configuration a part ran must be there for every seed (a sampler skips a K it cannot
-    # run in every seed alike)
-    cells = {k[1:4] for k in keys}
+    # every arm of the grid, but those of a K below a sampler's fewest levels (the engine skips
+    # them, in every seed alike)
+    present = set(keys)
     missing = [
-        (s, *c, v)
-        for s in config.seeds
-        for c in sorted(cells)
+        (seed, s, b, k, v)
+        for seed in config.seeds
+        for s in config.samplers
+        for b in config.baselines
+        for k in config.steps
+        if k >= get_sampler(s).min_levels
         for v in ["baseline", *config.arm_labels]
-        if (s, *c, v) not in set(keys)
+        if (seed, s, b, k, v) not in present
     ]
     if missing:
         raise ValueError(f"the parts miss arm {missing[0]} of the grid")
