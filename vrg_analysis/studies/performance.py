@@ -618,6 +618,14 @@ def _empty(what: str) -> Any:
     return styled(pd.DataFrame({"note": [f"No {what} results to show."]}))
 
 
+def _table(frame: pd.DataFrame, what: str, formats: Mapping[str, str], caption: str) -> Any:
+    """``frame`` styled with its column ``formats`` and ``caption``; a note where it is empty
+    (the benchmark behind it is missing)."""
+    if frame.empty:
+        return _empty(what)
+    return styled(frame, formats=dict(formats), caption=caption)
+
+
 def _interval(frame: pd.DataFrame, fmt: str) -> list[str]:
     return [
         f"{fmt.format(m)} [{fmt.format(lo)}, {fmt.format(hi)}]"
@@ -687,11 +695,9 @@ def _model_label(result: Result, name: str) -> str:
 
 def sampler_models_table(result: Result) -> Any:
     """The sampler benchmark's models."""
-    t = result.sampler_models
-    if t.empty:
-        return _empty("sampler benchmark")
-    return styled(
-        t,
+    return _table(
+        result.sampler_models,
+        "sampler benchmark",
         formats={
             "parameters": "{:,}",
             "forward (ms/call, CPU)": "{:.2f}",
@@ -779,11 +785,9 @@ def versus_table(result: Result) -> Any:
 
 def profiling_table(result: Result) -> Any:
     """Batched profiling against the naive loop."""
-    t = result.profiling
-    if t.empty:
-        return _empty("profiling")
-    return styled(
-        t,
+    return _table(
+        result.profiling,
+        "profiling",
         formats={
             "library (pairs/s)": "{:,.0f}",
             "naive (pairs/s)": "{:,.0f}",
@@ -797,11 +801,9 @@ def profiling_table(result: Result) -> Any:
 
 def adaptive_table(result: Result) -> Any:
     """Adaptive Algorithm 1 against fixed-N at the same precision."""
-    t = result.adaptive
-    if t.empty:
-        return _empty("adaptive profiling")
-    return styled(
-        t,
+    return _table(
+        result.adaptive,
+        "adaptive profiling",
         formats={
             "target (95%)": "±{:.0%}",
             "adaptive calls": "{:,.0f}",
@@ -819,11 +821,9 @@ def adaptive_table(result: Result) -> Any:
 
 def scaling_table(result: Result) -> Any:
     """Algorithm 1's throughput alone and across processes on this machine."""
-    t = result.scaling
-    if t.empty:
-        return _empty("scaling")
-    return styled(
-        t,
+    return _table(
+        result.scaling,
+        "scaling",
         formats={"calls/s": "{:,.0f}", "vs 1 x 1": "{:.2f}x", "start-up (s)": "{:.1f}"},
         caption=(
             "python -m vrg_analysis profile --draws N, alone and under torchrun (gloo): model "
@@ -834,11 +834,9 @@ def scaling_table(result: Result) -> Any:
 
 def paper_size_table(result: Result) -> Any:
     """Algorithm 1 at the paper's size on one GPU, published against adaptive (projected)."""
-    t = result.paper_size
-    if t.empty:
-        return _empty("paper-size projection")
-    return styled(
-        t,
+    return _table(
+        result.paper_size,
+        "paper-size projection",
         formats={
             "published calls": "{:,.0f}",
             "published (GPU h)": "{:.2f}",
@@ -857,11 +855,9 @@ def paper_size_table(result: Result) -> Any:
 
 def frechet_table(result: Result) -> Any:
     """The Frechet distance against ``sqrtm``."""
-    t = result.frechet
-    if t.empty:
-        return _empty("Frechet distance")
-    return styled(
-        t,
+    return _table(
+        result.frechet,
+        "Frechet distance",
         formats={
             "ours (s)": "{:.2f}",
             "sqrtm (s)": "{:.2f}",
@@ -874,11 +870,9 @@ def frechet_table(result: Result) -> Any:
 
 def gpu_sampler_table(result: Result) -> Any:
     """The sampler families on a GPU against the bare UNet loop."""
-    t = result.gpu_samplers
-    if t.empty:
-        return _empty("GPU sampler")
-    return styled(
-        t,
+    return _table(
+        result.gpu_samplers,
+        "GPU sampler",
         formats={
             "library (ms/call)": "{:.1f}",
             "bare UNet loop (ms/call)": "{:.1f}",
@@ -1082,7 +1076,6 @@ class Summary:
     sc_torchrun_start_s: float = NAN
     sc_compare_note: str = "n/a"
     ps_published_hours: float = NAN
-    ps_adaptive_hours_min: float = NAN
     ps_adaptive_hours_max: float = NAN
     ps_adaptive_s_min: float = NAN
     ps_published_reach_min: float = NAN
@@ -1371,7 +1364,6 @@ def _scaling_fields(result: Result) -> dict[str, Any]:
     if not p.empty:
         out.update(
             ps_published_hours=float(p["published (GPU h)"].iloc[0]),
-            ps_adaptive_hours_min=float(p["adaptive (GPU h)"].min()),
             ps_adaptive_hours_max=float(p["adaptive (GPU h)"].max()),
             ps_adaptive_s_min=3600.0 * float(p["adaptive (GPU h)"].min()),
             ps_published_reach_min=float(p["published reaches (95%)"].min()),
