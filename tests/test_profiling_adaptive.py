@@ -267,3 +267,14 @@ def test_a_model_without_identity_cannot_checkpoint(tmp_path) -> None:
         adaptive.profile_to_precision(
             model, torch.zeros(8, 4), _trajectories(), checkpoint_dir=tmp_path
         )
+
+
+def test_launched_processes_reads_torchruns_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert adaptive.launched_processes() == 1
+    for raw, n in (("", 1), ("1", 1), ("4", 4)):
+        monkeypatch.setenv("WORLD_SIZE", raw)
+        assert adaptive.launched_processes() == n
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE must be an integer, got 'two'"):
+        adaptive.launched_processes()

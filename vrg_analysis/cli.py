@@ -500,10 +500,10 @@ def _study_across_processes(args: argparse.Namespace, params: object, out_dir: P
             "a study across processes hands its comparisons to the chapter through the library "
             "cache, which VRG_CACHE turns off: unset it"
         )
-    by = [f.strip() for f in args.split.split(",") if f.strip()]
-    unknown = [f for f in by if f not in grid.SPLITS]
-    if unknown or not by:
-        raise CommandError(f"--split {args.split!r}: give fields of {list(grid.SPLITS)}")
+    try:
+        by = grid.check_split(f.strip() for f in args.split.split(",") if f.strip())
+    except ValueError as err:
+        raise CommandError(f"--split {args.split!r}: {err}") from err
     try:
         configs = grid.chapter_configs(params)
     except TypeError as err:
@@ -688,7 +688,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "study":
         out_dir = check_output_dir(args.out_dir, "--out-dir") if args.out_dir else None
         params = params_from_set(args.chapter, args.params, _overrides(args.set))
-        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        if adaptive.launched_processes() > 1:
             _study_across_processes(args, params, out_dir)
         else:
             path = run_study(args.chapter, params, args.params, out_dir, progress=args.progress)

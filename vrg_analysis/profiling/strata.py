@@ -41,6 +41,8 @@ __all__ = [
     "stratum_moments",
     "merge_chunks",
     "profile_fixed",
+    "launched_processes",
+    "rank_and_world",
     "distributed_from_env",
     "leave_distributed",
     "profile_grid",
@@ -193,7 +195,7 @@ def _read_shard(
     return got
 
 
-def _world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     """``(rank, world size)`` of the torch.distributed process group, ``(0, 1)`` without one."""
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
@@ -201,12 +203,22 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+def launched_processes() -> int:
+    """The number of processes ``torchrun`` launched (``$WORLD_SIZE``; 1 when unset or empty),
+    whether or not their process group is joined yet; ``ValueError`` when it is not an integer."""
+    raw = os.environ.get("WORLD_SIZE", "").strip() or "1"
+    try:
+        return max(int(raw), 1)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE must be an integer, got {raw!r}") from None
+
+
 def distributed_from_env(device: str = "cpu") -> tuple[int, int, str]:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE > 1`` in the environment;
     gloo on CPUs, NCCL on GPUs, each process on GPU ``LOCAL_RANK``) and return ``(rank, world
     size, device)``; ``(0, 1, device)`` when run alone. Call :func:`leave_distributed` at the
     end."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_processes()
     if world <= 1:
         return 0, 1, device
     dist = torch.distributed
@@ -325,7 +337,7 @@ class Strata:
         self.n = np.zeros(timesteps.size)
         self.mean = np.zeros(timesteps.size)
         self.var = np.zeros(timesteps.size)
-        self.rank, self.world = _world()
+        self.rank, self.world = rank_and_world()
         if self.world > 1:  # every process must profile the same thing, or the merge is wrong
             prints: list[Any] = [None] * self.world
             torch.distributed.all_gather_object(prints, self.fingerprint)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from vrg_analysis.cache import cached
+from vrg_analysis.profiling.strata import rank_and_world
 from vrg_analysis.samplers import get_sampler
 from vrg_analysis.studies.engine import (
     ArmResult,
@@ -48,13 +49,15 @@ from vrg_analysis.studies.engine import (
     setup_testbed,
 )
 
-__all__ = ["SPLITS", "split_config", "merge_results", "run_grid", "chapter_configs"]
+__all__ = ["SPLITS", "check_split", "split_config", "merge_results", "run_grid", "chapter_configs"]
 
 #: The fields of a comparison a grid can split, in the serial run's loop order (outermost first).
 SPLITS: tuple[str, ...] = ("seeds", "samplers", "baselines", "steps")
 
 
-def _check_by(by: Sequence[str]) -> tuple[str, ...]:
+def check_split(by: Sequence[str]) -> tuple[str, ...]:
+    """``by``'s fields of :data:`SPLITS` in the serial loop order; ``ValueError`` for an unknown
+    or repeated field, or none."""
     by = tuple(by)
     unknown = [f for f in by if f not in SPLITS]
     if unknown or len(set(by)) != len(by) or not by:
@@ -67,7 +70,7 @@ def split_config(
 ) -> list[ComparisonConfig]:
     """The units of ``config``: one configuration for every combination of one value of each
     field in ``by`` (the others kept whole), in the serial run's order."""
-    fields = _check_by(by)
+    fields = check_split(by)
     values = [getattr(config, f) for f in fields]
     return [
         dataclasses.replace(config, **{f: (v,) for f, v in zip(fields, combo, strict=True)})
@@ -155,13 +158,6 @@ def merge_results(config: ComparisonConfig, parts: Sequence[ComparisonResult]) -
     )
 
 
-def _world() -> tuple[int, int]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return int(dist.get_rank()), int(dist.get_world_size())
-    return 0, 1
-
-
 def run_grid(
     config: ComparisonConfig,
     setup: ComparisonSetup | None = None,
@@ -180,7 +176,7 @@ def run_grid(
     stored in the library cache under ``config``'s key (unless ``use_cache`` is false or the
     cache is off), where ``run_comparison(config)`` finds it.
     """
-    rank, world = _world()
+    rank, world = rank_and_world()
     units = split_config(config, by)
     if device is not None and device != config.device:
         units = [dataclasses.replace(u, device=device) for u in units]

@@ -46,6 +46,7 @@ from vrg_analysis._version import __version__
 from vrg_analysis.cache import canonical_params
 from vrg_analysis.io import sha256_file
 from vrg_analysis.layers import PACKAGE, import_graph
+from vrg_analysis.profiling.strata import launched_processes
 from vrg_analysis.studies.result_codec import canonical_json, class_name, encode
 from vrg_analysis.testbeds import known_testbeds, make_testbed
 
@@ -428,7 +429,7 @@ def machine_info(device: str = "cpu") -> Machine:
         gpu=gpu,
         platform=platform.platform(),
         python=platform.python_version(),
-        processes=max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1),
+        processes=launched_processes(),
     )
 
 
