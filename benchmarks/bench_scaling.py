@@ -37,14 +37,11 @@ ARMS: dict[str, tuple[int, int]] = {  # name -> (processes, threads per process)
 
 
 def _command(processes: int, args: list[str]) -> list[str]:
-    if processes == 1:
-        return [sys.executable, "-m", "vrg_analysis", "profile", *args]
-    torchrun = Path(sys.executable).with_name("torchrun")
-    return [str(torchrun), "--standalone", f"--nproc-per-node={processes}", "-m"] + [
-        "vrg_analysis",
-        "profile",
-        *args,
-    ]
+    head = [sys.executable, "-m"]
+    if processes > 1:
+        torchrun = Path(sys.executable).with_name("torchrun")
+        head = [str(torchrun), "--standalone", f"--nproc-per-node={processes}", "-m"]
+    return [*head, "vrg_analysis", "profile", *args]
 
 
 def run_arm(processes: int, threads: int, model: str, grid: str, draws: int, out: Path) -> float:
@@ -52,12 +49,11 @@ def run_arm(processes: int, threads: int, model: str, grid: str, draws: int, out
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     args = ["--model", model, "--timesteps", grid, "--draws", str(draws), "--out", str(out)]
     t0 = time.perf_counter()
-    done = subprocess.run(
-        _command(processes, args), cwd=REPO_ROOT, env=env, capture_output=True, text=True
-    )
+    cmd = _command(processes, args)
+    done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
-        raise SystemExit(f"{_command(processes, args)} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{cmd} failed:\n{done.stderr[-3000:]}")
     return wall
 
 
