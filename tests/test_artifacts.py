@@ -785,7 +785,7 @@ def test_chapter_inputs_are_path_parameters_the_same_from_any_working_folder(
         "model",
         "data",
     ]
-    assert result_identity.path_fields(guidance.Params()) == ["model"]
+    assert result_identity.path_fields(guidance.Params()) == ["model", "data"]
     assert result_identity.path_fields(optimisers.Params(**TINY_OPTIMISERS)) == ["reference_dir"]
 
 

@@ -9,11 +9,9 @@ written with ``save_pretrained`` in the ``StableDiffusionPipeline`` layout and r
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
-import string
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 diffusers = pytest.importorskip("diffusers")
+
+from tiny_pipeline import SCALING, SEQ, WIDTH, write_captions, write_images  # noqa: E402
+from tiny_pipeline import build_tiny_pipeline as _build  # noqa: E402
 
 from vrg_analysis import Trajectory, samplers  # noqa: E402
 from vrg_analysis.models import EpsModel, TorchEpsModel  # noqa: E402
@@ -42,9 +43,6 @@ pytestmark = [
 ]
 
 PROMPTS = ["a cat", "a dog"]
-SEQ = 12  # the tokenizer's model_max_length (CLIP's is 77)
-WIDTH = 16  # text hidden size = the UNet's cross_attention_dim
-SCALING = 0.3  # not diffusers' default 0.18215, so a test sees it is read from the config
 # Agreement with diffusers' pipeline: max |ours - diffusers| over the final latents (|x| ~ 36
 # there: a random UNet's "noise" is far from unit variance and guidance amplifies it). Both loops
 # run the same float32 UNet on the same inputs (integer timesteps reach the embedding as the same
@@ -57,78 +55,6 @@ TOL = 1e-4
 
 
 # --------------------------------------------------------------------------- the tiny pipeline
-def _tokenizer(tmp: Path) -> transformers.CLIPTokenizer:
-    """A CLIP BPE tokenizer over lowercase letters, with merges for "cat" and "dog"."""
-    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in string.ascii_lowercase:
-            vocab[c + suffix] = len(vocab)
-    merges = ["c a", "ca t</w>", "d o", "do g</w>"]
-    for m in merges:
-        vocab[m.replace(" ", "")] = len(vocab)
-    (tmp / "vocab.json").write_text(json.dumps(vocab))
-    (tmp / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return transformers.CLIPTokenizer(
-        str(tmp / "vocab.json"), str(tmp / "merges.txt"), model_max_length=SEQ
-    )
-
-
-def _build(root: Path, raw: Path) -> Path:
-    tok = _tokenizer(raw)
-    tok.save_pretrained(root / "tokenizer")
-    torch.manual_seed(0)  # diffusers and transformers initialise from the global generator
-    text_config = transformers.CLIPTextConfig(
-        vocab_size=len(tok),
-        hidden_size=WIDTH,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=SEQ,
-        projection_dim=WIDTH,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    transformers.CLIPTextModel(text_config).save_pretrained(root / "text_encoder")
-    torch.manual_seed(1)
-    diffusers.UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=WIDTH,
-        attention_head_dim=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    ).save_pretrained(root / "unet")
-    torch.manual_seed(2)
-    diffusers.AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=16,
-        scaling_factor=SCALING,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-    ).save_pretrained(root / "vae")
-    # Stable Diffusion's schedule; steps_offset=1 and clip_sample=False as the pipeline wants
-    # them (it would rewrite other values with a deprecation warning)
-    diffusers.DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=True,
-        steps_offset=1,
-    ).save_pretrained(root / "scheduler")
-    return root
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("sd")
@@ -256,6 +182,75 @@ def test_same_trajectory_as_stable_diffusion_pipeline(
     shifted = _levels(model, timesteps - 1)
     wrong_t = spec(model, _x_T(), shifted, model_kwargs=ours_kw)
     assert float((wrong_t - ref).abs().max()) > 100 * TOL
+
+
+def _groups(order_list: list[int]) -> list[int]:
+    """diffusers' singlestep per-step orders [1, 2, 1, 2, ..] as group sizes [.., 2, ..]."""
+    groups: list[int] = []
+    for o in order_list:
+        if o == 1:
+            groups.append(1)
+        else:
+            groups[-1] += 1
+    return groups
+
+
+@pytest.mark.parametrize("family", ["plms", "dpm_solver_pp_2s", "deis_logrho"])
+def test_other_sampler_families_match_the_pipeline(
+    model: PipelineEpsModel, folder: Path, family: str
+) -> None:
+    """PNDM (diffusers' PLMS), singlestep DPM-Solver++(2S) and DEIS (diffusers' log-rho basis),
+    each against diffusers' pipeline with that scheduler on the same latents, noise, prompts and
+    timesteps (the scheduler cross-checks of tests/test_samplers_diffusers.py, on the pipeline)."""
+    config = diffusers.DDIMScheduler.load_config(folder / "scheduler")
+    K, w = 10, 3.0  # noqa: N806
+    kw = {"prompt": PROMPTS}
+    if family == "plms":
+        sched = diffusers.PNDMScheduler.from_config(
+            config, skip_prk_steps=True, set_alpha_to_one=True
+        )
+    elif family == "dpm_solver_pp_2s":
+        sched = diffusers.DPMSolverSinglestepScheduler.from_config(
+            config, solver_order=2, algorithm_type="dpmsolver++", final_sigmas_type="zero"
+        )
+    else:
+        sched = diffusers.DEISMultistepScheduler.from_config(
+            config, solver_order=2, lower_order_final=False
+        )
+    pipe = _pipe(model, sched)
+    ref = pipe(
+        prompt=PROMPTS,
+        latents=_x_T(),
+        num_inference_steps=K,
+        guidance_scale=w,
+        output_type="latent",
+    ).images
+    if family == "plms":
+        traj = _levels(model, pipe.scheduler._timesteps[::-1])  # the grid, without repeats
+        result = samplers.sample("plms", model, _x_T(), traj, model_kwargs=kw)
+        assert result.nfe == len(pipe.scheduler.timesteps)  # K + 1 model calls in both
+        mine = result.x
+    elif family == "dpm_solver_pp_2s":
+        traj = _levels(model, pipe.scheduler.timesteps)
+        mine = samplers.sample_dpm_solver(
+            model,
+            _x_T(),
+            traj,
+            orders=_groups(pipe.scheduler.order_list),
+            order=2,
+            algorithm="dpmsolver++",
+            intermediate="diffusers",
+            model_kwargs=kw,
+        )
+    else:  # diffusers' DEIS stops at alpha_bar(t = 0): our state at that appended level
+        traj = _levels(model, [*pipe.scheduler.timesteps.tolist(), 0])
+        records: list[samplers.StepRecord] = []
+        samplers.sample_deis(
+            model, _x_T(), traj, order=2, basis="logrho", callback=records.append, model_kwargs=kw
+        )
+        mine = records[-1].x
+    diff = float((mine - ref).abs().max())
+    assert diff < TOL, f"max |ours - diffusers| = {diff:.3g}"
 
 
 def test_guidance_scale_one_matches_diffusers_conditional_run(
@@ -416,28 +411,6 @@ def test_vae_encode_and_decode(model: PipelineEpsModel) -> None:
         encode_images(model, images[:, :, :15, :15])
 
 
-def _write_images(folder: Path, n: int = 3) -> list[str]:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    names = []
-    for i in range(n):
-        name = f"img{i}.png"
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), "RGB").save(
-            folder / name
-        )
-        names.append(name)
-    return names
-
-
-def _write_captions(path: Path, rows: list[tuple[str, str]]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["file", "caption"])
-        writer.writerows(rows)
-    return path
-
-
 class _CountEncode:
     """Counts the VAE's encode calls (the instance attribute shadows the method)."""
 
@@ -457,9 +430,9 @@ def test_encode_image_folder_is_cached(
 ) -> None:
     images = tmp_path / "images"
     images.mkdir()
-    names = _write_images(images)
+    names = write_images(images)
     captions = ["a cat", "a dog", "a cat, sitting"]
-    _write_captions(images / "captions.csv", list(zip(names, captions, strict=True)))
+    write_captions(images / "captions.csv", list(zip(names, captions, strict=True)))
     cache = tmp_path / "cache"
     counter = _CountEncode(model.vae, monkeypatch)
 
@@ -481,7 +454,7 @@ def test_encode_image_folder_is_cached(
     assert counter.calls == 0  # read back, the VAE did not run
     torch.testing.assert_close(again.latents, data.latents, rtol=0, atol=0)
 
-    _write_captions(
+    write_captions(
         images / "captions.csv", list(zip(names, ["a cat", "a dog", "a dog"], strict=True))
     )
     changed = encode_image_folder(model, images, cache_dir=cache)
@@ -517,15 +490,15 @@ def test_encode_image_folder_is_cached(
 def test_malformed_captions_are_refused(
     model: PipelineEpsModel, tmp_path: Path, rows: list[tuple[str, str]], match: str
 ) -> None:
-    _write_images(tmp_path)
-    path = _write_captions(tmp_path / "labels.csv", rows)
+    write_images(tmp_path)
+    path = write_captions(tmp_path / "labels.csv", rows)
     with pytest.raises(ValueError, match=match) as info:
         encode_image_folder(model, tmp_path, path, cache_dir=tmp_path / "cache")
     assert "labels.csv" in str(info.value)
 
 
 def test_captions_file_errors(model: PipelineEpsModel, tmp_path: Path) -> None:
-    _write_images(tmp_path, 1)
+    write_images(tmp_path, 1)
     with pytest.raises(ValueError, match=r"captions\.csv' not found"):
         encode_image_folder(model, tmp_path, cache_dir=tmp_path / "cache")
     (tmp_path / "captions.csv").write_text("name,text\nimg0.png,a cat\n")
@@ -568,8 +541,8 @@ def test_load_latents(model: PipelineEpsModel, tmp_path: Path) -> None:
 def test_algorithm1_on_latents(model: PipelineEpsModel, tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
-    names = _write_images(images, 4)
-    _write_captions(
+    names = write_images(images, 4)
+    write_captions(
         images / "captions.csv", list(zip(names, ["a cat", "a dog", "a cat", "a dog"], strict=True))
     )
     data = encode_image_folder(model, images, cache_dir=tmp_path / "cache")

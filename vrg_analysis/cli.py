@@ -413,12 +413,14 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument(
         "--model",
         required=True,
-        help="a testbed (mixture-2d, mixture-8d, digits, digits-cond) or a folder holding a "
-        "diffusers checkpoint (unet/ and scheduler/)",
+        help="a testbed (mixture-2d, mixture-8d, digits, digits-cond), a folder holding a "
+        "diffusers checkpoint (unet/ and scheduler/) or a Stable-Diffusion-layout pipeline folder "
+        "(unet/, vae/, text_encoder/, tokenizer/, scheduler/)",
     )
     au.add_argument(
         "--data",
-        help="the model's training data (.npz, .npy or an image folder); needed for a folder",
+        help="the model's training data (.npz, .npy or an image folder; for a pipeline, images "
+        "with captions.csv or a latents file); needed for a folder",
     )
     au.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     au.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
@@ -448,9 +450,23 @@ def _parser() -> argparse.ArgumentParser:
         "--data train.npz --device cuda --target 0.01 --checkpoint-dir ck/ --out p.npz",
         formatter_class=fmt,
     )
-    pr.add_argument("--model", required=True, help="a testbed or a diffusers checkpoint folder")
-    pr.add_argument("--data", help="the model's training data; needed for a folder")
+    pr.add_argument(
+        "--model",
+        required=True,
+        help="a testbed, a diffusers checkpoint folder or a Stable-Diffusion-layout pipeline "
+        "folder",
+    )
+    pr.add_argument(
+        "--data",
+        help="the model's training data (a pipeline: captioned images or latents); for a folder",
+    )
     pr.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    pr.add_argument(
+        "--guidance-scale",
+        type=float,
+        help="profile the classifier-free-guided model at this scale, each row with its own "
+        "label or caption (a conditional model; default: the conditional model unguided)",
+    )
     mode = pr.add_mutually_exclusive_group(required=True)
     mode.add_argument(
         "--target", type=_unit_float, help="relative half-width (95%%) of each trajectory's CPE"
@@ -542,9 +558,14 @@ def _profile(args: argparse.Namespace) -> None:
     ok = False
     try:
         bed = resolve_testbed(args.model, data=args.data, device=device, seed=args.seed)
+        model, row_kwargs = bed.model, {"y": bed.train_y} if bed.conditional else None
+        if args.guidance_scale is not None:
+            if not bed.conditional:
+                raise CommandError(f"--guidance-scale: {bed.name} is not a conditional model")
+            model, row_kwargs = bed.guided(0, args.guidance_scale), {"label": bed.train_y}
         common = dict(
             timesteps=_timesteps(args.timesteps),
-            row_kwargs={"y": bed.train_y} if bed.conditional else None,
+            row_kwargs=row_kwargs,
             seed=args.seed,
             checkpoint_dir=args.checkpoint_dir,
             model_name=bed.model_name,
@@ -555,7 +576,7 @@ def _profile(args: argparse.Namespace) -> None:
         if args.target is not None:
             trajs = [baseline(t, bed.schedule, args.steps) for t in names]
             res = adaptive.profile_to_precision(
-                bed.model, bed.train_x, trajs, target=args.target, **common
+                model, bed.train_x, trajs, target=args.target, **common
             )
             prof = res.profile
             report.update(
@@ -575,7 +596,7 @@ def _profile(args: argparse.Namespace) -> None:
                 "(use --draws for a profile of the whole grid)"
             )
         else:
-            prof = adaptive.profile_fixed(bed.model, bed.train_x, args.draws, **common)
+            prof = adaptive.profile_fixed(model, bed.train_x, args.draws, **common)
             report.update(draws=args.draws, model_calls=int(prof.count.sum()))
             line = f"{args.draws} draws at each of {prof.alpha_bar.size} timesteps"
         if rank == 0:

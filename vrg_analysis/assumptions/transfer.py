@@ -72,6 +72,7 @@ from vrg_analysis.assumptions.verdicts import (
 from vrg_analysis.evaluation.stats import decide as stats_decide
 
 __all__ = [
+    "classes_to_audit",
     "TransferProfile",
     "transfer_profile",
     "transfer_audit",
@@ -459,6 +460,19 @@ def _labels(labels: ArrayLike, sample: ErrorSample, name: str) -> NDArray[np.int
     if lab.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integer class labels, got dtype {lab.dtype}")
     return lab.astype(np.int64)
+
+
+def classes_to_audit(reference_labels: Sequence[int], other_labels: Sequence[int]) -> list[int]:
+    """The class labels with at least :data:`MIN_TRANSFER_SAMPLES` rows on each side, the classes
+    :func:`transfer_by_class` can audit (a text-conditional pipeline whose captions are its
+    classes often has one row per caption: none, and only the pooled audit runs)."""
+    lab_r, lab_o = np.asarray(reference_labels), np.asarray(other_labels)
+    both = sorted(set(lab_r.tolist()) & set(lab_o.tolist()))
+    return [
+        int(c)
+        for c in both
+        if min(int(np.sum(lab_r == c)), int(np.sum(lab_o == c))) >= MIN_TRANSFER_SAMPLES
+    ]
 
 
 def transfer_by_class(

@@ -250,8 +250,10 @@ def encode_image_folder(
     captions: str | os.PathLike[str] | None = None,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
+    embed: bool = True,
 ) -> LatentData:
-    """The captioned images of ``folder`` as :class:`LatentData` (latents and prompt embeddings).
+    """The captioned images of ``folder`` as :class:`LatentData` (latents and, with ``embed``,
+    the prompt embeddings; without, the captions alone, for a model that embeds them per call).
 
     Images: the folder's PNG / JPEG files (sorted by name), RGB (grayscale and palette images are
     converted), all the same size, mapped from ``[0, 255]`` onto ``[-1, 1]`` and encoded by
@@ -319,7 +321,8 @@ def encode_image_folder(
                     )
             except OSError as exc:  # the latents are computed: hand them back regardless
                 logger.warning("cannot store latents in %s (%s); not cached", entry, exc)
-    return LatentData(data.latents, prompts, source=str(root)).embedded(model)
+    out = LatentData(data.latents, prompts, source=str(root))
+    return out.embedded(model) if embed else out
 
 
 def _read_latent_file(path: Path, expected_key: str | None = None) -> LatentData:

@@ -40,7 +40,7 @@ from vrg_analysis.models.diffusers import (
 )
 from vrg_analysis.models.protocol import Prediction, TorchEpsModel, identity_of, resolve_device
 
-__all__ = ["PipelineEpsModel", "load_diffusers_pipeline"]
+__all__ = ["PipelineEpsModel", "CaptionedEpsModel", "is_pipeline_folder", "load_diffusers_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -413,6 +413,81 @@ class PipelineEpsModel(TorchEpsModel):
             f"prediction={self.prediction!r}, guidance_scale={self.guidance_scale}, "
             f"device={str(self.device)!r}, dtype={self.dtype})"
         )
+
+
+class CaptionedEpsModel:
+    """A pipeline's *conditional* noise predictor with its prompts given as caption indices,
+    so that a text-conditional pipeline has the class-conditional interface of the toolkit.
+
+    ``model(x, t, label)`` predicts with the prompt ``captions[label]`` per sample (``label``
+    ``[B]`` integers or one integer; also ``y=``, a class-conditional network's keyword), and
+    with the empty prompt for ``label == num_classes`` or no label (the "no label" token of a
+    class-conditional network). Classifier-free
+    guidance is then :class:`~vrg_analysis.models.guidance.GuidedEpsModel` over this model: one
+    UNet batch ``[x; x]`` with ``[empty; caption]`` prompts and ``out_u + w (out_c - out_u)``
+    (Ho & Salimans 2022, eq. 6), what diffusers' ``StableDiffusionPipeline`` computes. Each
+    distinct caption runs through the text encoder once (the pipeline's prompt cache).
+    """
+
+    def __init__(self, pipeline: PipelineEpsModel, captions: Sequence[str]) -> None:
+        items = list(captions)
+        if not items:
+            raise ValueError("CaptionedEpsModel needs at least one caption")
+        for i, c in enumerate(items):
+            if not isinstance(c, str) or not c.strip():
+                raise ValueError(f"captions[{i}] must be a non-empty string, got {c!r}")
+        self.pipeline = pipeline.with_guidance_scale(1.0)  # the conditional half alone
+        self.captions: tuple[str, ...] = tuple(items)
+        self.num_classes = len(items)
+        self.schedule = pipeline.schedule
+        self.sample_shape = pipeline.sample_shape
+        self.name = pipeline.name
+
+    def __call__(
+        self,
+        x: Tensor,
+        t: Tensor,
+        y: Tensor | int | None = None,
+        *,
+        label: Tensor | int | None = None,
+    ) -> Tensor:
+        """The conditional prediction with caption ``y`` (a class-conditional network's name for
+        the label; ``label=`` as :class:`~vrg_analysis.models.guidance.GuidedEpsModel` names it)."""
+        if y is not None and label is not None:
+            raise ValueError("pass the caption index as y or as label, not both")
+        label = y if label is None else label
+        b = x.shape[0]
+        if label is None:
+            y = torch.full((b,), self.num_classes, dtype=torch.long)
+        else:
+            y = torch.as_tensor(label).long().reshape(-1).cpu()
+            if y.numel() == 1 and b != 1:
+                y = y.expand(b)
+            if y.shape[0] != b:
+                raise ValueError(f"{y.shape[0]} labels given for a batch of {b} samples")
+        if bool(((y < 0) | (y > self.num_classes)).any()):
+            raise ValueError(
+                f"labels must lie in 0..{self.num_classes} ({self.num_classes}: the empty prompt)"
+            )
+        prompts = [self.captions[i] if i < self.num_classes else "" for i in y.tolist()]
+        embeds = self.pipeline.encode_prompts(prompts)
+        return self.pipeline(x, t, prompt_embeds=embeds)
+
+    @property
+    def identity(self) -> str:
+        """The conditional pipeline's identity and the captions."""
+        return identity_of("CaptionedEpsModel", self.pipeline.identity, list(self.captions))
+
+    def __repr__(self) -> str:
+        return f"CaptionedEpsModel({self.name!r}, {self.num_classes} captions)"
+
+
+def is_pipeline_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder in the Stable-Diffusion pipeline layout (a ``text_encoder/``
+    or a ``model_index.json``), which :func:`load_diffusers_pipeline` loads, rather than a
+    ``UNet2DModel`` checkpoint folder."""
+    root = Path(path)
+    return root.is_dir() and ((root / "text_encoder").is_dir() or (root / _MODEL_INDEX).is_file())
 
 
 # --------------------------------------------------------------------------- loading

@@ -103,7 +103,8 @@ class SamplingRun:
     """One sampling run: the validated inputs, the levels, and every model call checked, counted
     and (with ``callback``) recorded.
 
-    ``levels[k]`` is the level of step ``k`` (``levels[K] = 1.0``, the clean sample). A sampler
+    ``levels[k]`` is the level of step ``k`` (``levels[K] = final_alpha_bar``, default 1.0, the
+    clean sample; a sampler that stops short of it passes a lower level). A sampler
     calls :meth:`eps` to evaluate the model at trajectory level ``k`` (its timestep row is computed
     once) or :meth:`eps_at` at any other level (PNDM's half-steps), then :meth:`record` once per
     level.
@@ -119,6 +120,7 @@ class SamplingRun:
         callback: Callback | None,
         model_kwargs: Mapping[str, Any] | None,
         min_levels: int = 1,
+        final_alpha_bar: float = 1.0,
     ) -> None:
         if not isinstance(trajectory, Trajectory):
             raise TypeError(
@@ -147,7 +149,16 @@ class SamplingRun:
         self.x_T = x_T
         self.trajectory = trajectory
         self.K = trajectory.K
-        self.levels: list[float] = [float(a) for a in trajectory.alpha_bar] + [1.0]
+        last = float(trajectory.alpha_bar[-1])
+        bad = isinstance(final_alpha_bar, bool) or not isinstance(final_alpha_bar, int | float)
+        if bad or not last < final_alpha_bar <= 1.0:
+            raise ValueError(
+                f"{name}: final_alpha_bar must lie in ({last:.6g}, 1] (above the trajectory's "
+                f"last level), got {final_alpha_bar!r}"
+            )
+        self.levels: list[float] = [float(a) for a in trajectory.alpha_bar] + [
+            float(final_alpha_bar)
+        ]
         self.rho: list[float] = [rho_of(a) for a in self.levels]
         self.callback = callback
         self.model_kwargs = dict(model_kwargs or {})

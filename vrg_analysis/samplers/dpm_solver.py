@@ -30,6 +30,19 @@ intermediate levels too. Every level costs one model call (NFE = K).
 The step into the clean sample (``h = inf``) is always first order: a higher-order divided
 difference over an infinite ``lambda_`` interval diverges. It is DDIM's last step,
 ``x = x0_hat``, as in k-diffusion and diffusers with ``final_sigmas_type="zero"``.
+
+**Fidelity options of the multistep solver** (what users of the two reference implementations
+run): ``final_alpha_bar < 1`` ends the walk at that level instead of the clean sample, without a
+model call there (the official DPM-Solver's ``sample`` with ``denoise_to_zero=False`` ends at
+``t_end = 1/N``, the level ``alpha_bar`` of training step 0; diffusers'
+``final_sigmas_type="sigma_min"`` likewise), and ``lower_order_final`` lowers the order of the
+last steps when ``K < lower_order_final_below``: step ``k`` of ``K`` takes order
+``min(order, K - k)``, the official multistep rule ``min(order, steps + 1 - step)`` (its default,
+``lower_order_final=True``, below 10 steps; diffusers' ``DPMSolverMultistepScheduler`` uses
+15). For 2M only the last step changes, and a step into the clean sample is first order anyway:
+diffusers' default (``final_sigmas_type="zero"``, ``lower_order_final=True``) is this module's
+default, and the official default is ``final_alpha_bar=schedule.alpha_bar_max,
+lower_order_final=True``.
 """
 
 from __future__ import annotations
@@ -279,17 +292,29 @@ def sample_dpm_solver_multistep(
     order: int = 2,
     algorithm: Algorithm = "dpmsolver++",
     solver_type: SolverType = "midpoint",
+    final_alpha_bar: float = 1.0,
+    lower_order_final: bool = False,
+    lower_order_final_below: int = 10,
 ) -> Tensor:
     """Multistep DPM-Solver(++) of ``order`` 1 or 2 over ``trajectory``: K model calls.
 
     The first step and the step into the clean sample are first order; every other step uses the
     previous level's model output (Lu et al. 2022b, Algorithm 2), so order 2 needs ``K >= 3``.
-    ``generator`` is unused (deterministic).
+    ``generator`` is unused (deterministic). ``final_alpha_bar`` (default 1, the clean sample)
+    is the level the walk ends at; ``lower_order_final`` with ``K < lower_order_final_below``
+    gives step ``k`` the order ``min(order, K - k)`` (the official DPM-Solver's rule; see the
+    module docstring for both reference implementations' defaults).
     """
     del generator
     _check_choice("multistep order", order, MULTISTEP_ORDERS)
     _check_choice("algorithm", algorithm, ("dpmsolver", "dpmsolver++"))
     _check_choice("solver_type", solver_type, ("midpoint", "heun"))
+    if not isinstance(lower_order_final, bool):
+        raise TypeError(f"lower_order_final must be a bool, got {lower_order_final!r}")
+    if isinstance(lower_order_final_below, bool) or not isinstance(lower_order_final_below, int):
+        raise TypeError(
+            f"lower_order_final_below must be an int, got {type(lower_order_final_below).__name__}"
+        )
     name = "DPM-Solver++(2M)" if algorithm == "dpmsolver++" else "DPM-Solver(2M)"
     # a second-order step needs a previous level and a level after it that is not the clean one
     run = SamplingRun(
@@ -300,14 +325,18 @@ def sample_dpm_solver_multistep(
         callback=callback,
         model_kwargs=model_kwargs,
         min_levels=min_levels_for_order(order),
+        final_alpha_bar=final_alpha_bar,
     )
+    lower = lower_order_final and run.K < lower_order_final_below
     x = x_T
     prev: Tensor | None = None
     with torch.no_grad():
         for k in range(run.K):
             eps_hat = run.eps(k, x)
             m = _model_output(algorithm, x, eps_hat, run.levels[k])
-            if order == 1 or prev is None or k == run.K - 1:
+            # min(order, K - k) < order only at the last step for order <= 2
+            into_clean = k == run.K - 1 and run.levels[-1] == 1.0
+            if order == 1 or prev is None or into_clean or (lower and k == run.K - 1):
                 # 1. first order: DDIM (eq. 3.7 / DPM-Solver++ eq. 9 with D1 = 0)
                 a_y, w = singlestep_weights(run.rho[k : k + 1], run.rho[k + 1], algorithm=algorithm)
                 terms, step_order = [m], 1
@@ -337,8 +366,12 @@ def sample_dpm_solver_pp_2m(
     generator: NoiseSource = None,
     model_kwargs: Mapping[str, Any] | None = None,
     solver_type: SolverType = "midpoint",
+    final_alpha_bar: float = 1.0,
+    lower_order_final: bool = False,
+    lower_order_final_below: int = 10,
 ) -> Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2): data prediction, multistep, order 2."""
+    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2): data prediction, multistep, order 2;
+    the fidelity options as in :func:`sample_dpm_solver_multistep`."""
     return sample_dpm_solver_multistep(
         model,
         x_T,
@@ -349,4 +382,7 @@ def sample_dpm_solver_pp_2m(
         order=2,
         algorithm="dpmsolver++",
         solver_type=solver_type,
+        final_alpha_bar=final_alpha_bar,
+        lower_order_final=lower_order_final,
+        lower_order_final_below=lower_order_final_below,
     )

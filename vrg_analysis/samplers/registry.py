@@ -184,9 +184,16 @@ _ALL: tuple[SamplerSpec, ...] = (
     _pndm("s_pndm", "Liu et al. 2022, sec. 3.3 (S-PNDM: improved Euler, then 2-step)"),
     _pndm("plms", "diffusers PNDMScheduler(skip_prk_steps=True): improved Euler, then AB2-4"),
     _pndm("ipndm", "Zhang & Chen 2023, iPNDM (AB orders 1-4, no extra calls)"),
-    _dpm("deis_tab1", sample_deis, "Zhang & Chen 2023, eq. 14-15, tAB1", 1, basis="t"),
-    _dpm("deis_tab2", sample_deis, "Zhang & Chen 2023, eq. 14-15, tAB2", 2, basis="t"),
-    _dpm("deis_tab3", sample_deis, "Zhang & Chen 2023, eq. 14-15, tAB3", 3, basis="t"),
+    # deis_tab{p}: p model outputs, degree p - 1 = the official code's ab_order (DEIS module)
+    _dpm(
+        "deis_tab1",
+        sample_deis,
+        "Zhang & Chen 2023, eq. 14-15, tAB, ab_order 0 (DDIM)",
+        1,
+        basis="t",
+    ),
+    _dpm("deis_tab2", sample_deis, "Zhang & Chen 2023, eq. 14-15, tAB, ab_order 1", 2, basis="t"),
+    _dpm("deis_tab3", sample_deis, "Zhang & Chen 2023, eq. 14-15, tAB, ab_order 2", 3, basis="t"),
 )
 
 #: Every registered sampler by name.

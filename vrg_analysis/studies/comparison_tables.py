@@ -13,11 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from vrg_analysis.report import interval_grid
+from vrg_analysis.report import interval_grid, styled
 from vrg_analysis.studies.engine import METRIC_DIRECTION, ComparisonResult, compare_all
 
 __all__ = [
     "FAMILY",
+    "JUDGED_COLUMNS",
+    "judged_table",
     "METRIC_NAMES",
     "VERDICT_ORDER",
     "comparison_metrics",
@@ -109,4 +111,43 @@ def difference_grid(rows: pd.DataFrame, metric: str, **facets: Any) -> Any:
         ylabel=f"VRG − baseline\n{METRIC_NAMES[metric]}",
         zero_line=True,
         **facets,
+    )
+
+
+#: The columns of a judged comparison table after its leading ones (:func:`judged_table`).
+JUDGED_COLUMNS: tuple[str, ...] = (
+    "sampler",
+    "baseline",
+    "K",
+    "NFE",
+    "baseline value",
+    "VRG value",
+    "difference",
+    "interval",
+    "p (Holm)",
+    "seeds improved",
+    "verdict",
+    "CPE baseline",
+    "CPE VRG",
+)
+
+
+def judged_table(rows: pd.DataFrame, caption: str, lead: tuple[str, ...] = ()) -> Any:
+    """Judged rows (:func:`judged_rows`) as the book's table: the ``lead`` columns, then
+    :data:`JUDGED_COLUMNS`, the interval as text and the verdicts as badges."""
+    sub = rows.copy()
+    sub["interval"] = [
+        f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(sub.ci_low, sub.ci_high, strict=True)
+    ]
+    return styled(
+        sub[[*lead, *JUDGED_COLUMNS]],
+        formats={
+            "baseline value": "{:.4g}",
+            "VRG value": "{:.4g}",
+            "difference": "{:+.3g}",
+            "p (Holm)": "{:.2g}",
+            "CPE baseline": "{:.3g}",
+            "CPE VRG": "{:.3g}",
+        },
+        caption=caption,
     )

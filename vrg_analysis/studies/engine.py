@@ -84,6 +84,7 @@ __all__ = [
     "setup_testbed",
     "setup_checkpoint",
     "run_comparison",
+    "comparison_key",
     "profiles_for",
     "RelativeStd",
     "paired_comparison",
@@ -677,8 +678,13 @@ def run_comparison(
         with limit_threads(1 if small else None):
             return _run(config, setup, progress, use_cache)
 
-    params = {"config": config.to_dict(), "setup": setup.name, **dict(setup.fingerprint)}
-    return cached("comparison", params, compute, enabled=use_cache)
+    return cached("comparison", comparison_key(config, setup), compute, enabled=use_cache)
+
+
+def comparison_key(config: ComparisonConfig, setup: ComparisonSetup) -> dict[str, Any]:
+    """What :func:`run_comparison`'s cached result is keyed by (with the library source,
+    :mod:`vrg_analysis.cache`): the configuration, the setup's name and its fingerprint."""
+    return {"config": config.to_dict(), "setup": setup.name, **dict(setup.fingerprint)}
 
 
 def _mse(a: Tensor, b: Tensor) -> FloatArray:

@@ -45,6 +45,7 @@ from vrg_analysis.studies.engine import (
     ComparisonConfig,
     ComparisonResult,
     ComparisonSetup,
+    comparison_key,
     run_comparison,
     setup_testbed,
 )
@@ -194,8 +195,7 @@ def run_grid(
     merged = merge_results(config, [done[i] for i in range(len(units))])
     if rank == 0:
         key_setup = own_setup if own_setup is not None else setup_testbed(config)
-        # run_comparison's cache key (tests/test_study_grid.py checks that it finds the entry)
-        key = {"config": config.to_dict(), "setup": key_setup.name, **key_setup.fingerprint}
+        key = comparison_key(config, key_setup)  # where run_comparison(config) looks
         whole = merged
         merged = cached("comparison", key, lambda: whole, enabled=use_cache)
     return merged

@@ -21,8 +21,8 @@ import pandas as pd
 
 from vrg_analysis.core.trajectories import BASELINES
 from vrg_analysis.evaluation.stats import aggregate
+from vrg_analysis.models.pipeline import is_pipeline_folder
 from vrg_analysis.params import as_float, as_int, as_tuple, check_seeds
-from vrg_analysis.report import styled
 from vrg_analysis.samplers import SAMPLERS
 from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
 from vrg_analysis.studies.comparison_tables import (
@@ -31,6 +31,7 @@ from vrg_analysis.studies.comparison_tables import (
     comparison_metrics,
     difference_grid,
     judged_rows,
+    judged_table,
     verdict_counts,
 )
 from vrg_analysis.studies.engine import ComparisonConfig, ComparisonResult, run_comparison
@@ -66,11 +67,15 @@ def scale_role(w: float) -> str:
 class Params:
     """The chapter's parameters (the notebook's ``parameters`` cell; CI-sized defaults).
 
+    ``model``: a class-conditional testbed (:data:`CONDITIONAL_TESTBEDS`) or a text-conditional
+    pipeline folder (Stable Diffusion layout) with ``data``, its captioned images or latents
+    (:mod:`vrg_analysis.testbeds.pipeline`: the captions are the labels).
     ``guidance_scales``: one comparison per scale (``w = 1``: the conditional model unguided).
     ``n_samples``: guided samples per seed and arm. ``reference_steps``: the fine guided DDIM
     solve the endpoint deviation is measured against."""
 
     model: str = "digits-cond"
+    data: str = ""
     guidance_scales: tuple[float, ...] = (2.0,)
     samplers: tuple[str, ...] = ("ddim",)
     baselines: tuple[str, ...] = ("logsnr_uniform", "time_uniform")
@@ -86,12 +91,14 @@ class Params:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        if self.model not in CONDITIONAL_TESTBEDS:
+        pipeline = isinstance(self.model, str) and is_pipeline_folder(self.model)
+        if self.model not in CONDITIONAL_TESTBEDS and not pipeline:
             raise ValueError(
                 f"parameter model: guidance needs a class-conditional testbed "
-                f"({', '.join(CONDITIONAL_TESTBEDS)}), got {self.model!r}"
+                f"({', '.join(CONDITIONAL_TESTBEDS)}) or a text-conditional pipeline folder, "
+                f"got {self.model!r}"
             )
-        check_model(self.model, None, self.device)
+        check_model(self.model, self.data if pipeline else None, self.device)
         s(self, "samplers", as_tuple(self.samplers, "samplers", str, choices=SAMPLERS))
         s(self, "baselines", as_tuple(self.baselines, "baselines", str, choices=BASELINES))
         s(self, "steps", tuple(sorted(set(as_tuple(self.steps, "steps", int)))))
@@ -124,6 +131,7 @@ class Params:
         return {
             scale_role(w): ComparisonConfig(
                 testbed=self.model,
+                data=self.data or None,
                 guidance_scale=w,
                 samplers=self.samplers,
                 baselines=self.baselines,
@@ -195,40 +203,11 @@ def table(result: Result, metric: str | None = None) -> Any:
     sub = result.table[result.table.metric == metric].copy()
     sub["guidance"] = sub.testbed
     sub["sampler"] = sub.sampler.map(lambda s: FAMILY.get(s, s))
-    sub["interval"] = [
-        f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(sub.ci_low, sub.ci_high, strict=True)
-    ]
-    cols = [
-        "guidance",
-        "sampler",
-        "baseline",
-        "K",
-        "NFE",
-        "baseline value",
-        "VRG value",
-        "difference",
-        "interval",
-        "p (Holm)",
-        "seeds improved",
-        "verdict",
-        "CPE baseline",
-        "CPE VRG",
-    ]
-    return styled(
-        sub[cols],
-        formats={
-            "baseline value": "{:.4g}",
-            "VRG value": "{:.4g}",
-            "difference": "{:+.3g}",
-            "p (Holm)": "{:.2g}",
-            "CPE baseline": "{:.3g}",
-            "CPE VRG": "{:.3g}",
-        },
-        caption=(
-            f"{result.params.model} with classifier-free guidance: {METRIC_NAMES[metric]}, VRG "
-            "against the baseline"
-        ),
+    caption = (
+        f"{result.params.model} with classifier-free guidance: {METRIC_NAMES[metric]}, VRG "
+        "against the baseline"
     )
+    return judged_table(sub, caption, lead=("guidance",))
 
 
 def counts_table(result: Result) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from vrg_analysis.evaluation.stats import (
     percentile_interval,
 )
 from vrg_analysis.params import as_float, as_int, as_tuple, check_seeds
-from vrg_analysis.report import draw_intervals, interval_grid, styled
+from vrg_analysis.report import draw_intervals, interval_grid
 from vrg_analysis.samplers import SAMPLERS
 from vrg_analysis.studies.claims import Finding, describe_testbed, size_text
 from vrg_analysis.studies.comparison_tables import (
@@ -44,6 +44,7 @@ from vrg_analysis.studies.comparison_tables import (
     comparison_metrics,
     difference_grid,
     judged_rows,
+    judged_table,
     verdict_counts,
 )
 from vrg_analysis.studies.engine import (
@@ -351,37 +352,8 @@ def figure_exact(result: Result) -> Any:
 def table(result: Result, testbed: str = "main", metric: str | None = None) -> Any:
     """The judged comparisons of one testbed and metric, verdicts as badges."""
     metric = metric or result.comparisons[testbed].set_metric
-    sub = result.rows(testbed, metric).copy()
-    sub["interval"] = [
-        f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(sub.ci_low, sub.ci_high, strict=True)
-    ]
-    cols = [
-        "sampler",
-        "baseline",
-        "K",
-        "NFE",
-        "baseline value",
-        "VRG value",
-        "difference",
-        "interval",
-        "p (Holm)",
-        "seeds improved",
-        "verdict",
-        "CPE baseline",
-        "CPE VRG",
-    ]
-    return styled(
-        sub[cols],
-        formats={
-            "baseline value": "{:.4g}",
-            "VRG value": "{:.4g}",
-            "difference": "{:+.3g}",
-            "p (Holm)": "{:.2g}",
-            "CPE baseline": "{:.3g}",
-            "CPE VRG": "{:.3g}",
-        },
-        caption=f"{_label(result, testbed)}: {METRIC_NAMES[metric]}, VRG against the baseline",
-    )
+    caption = f"{_label(result, testbed)}: {METRIC_NAMES[metric]}, VRG against the baseline"
+    return judged_table(result.rows(testbed, metric), caption)
 
 
 def _counts(result: Result) -> pd.DataFrame:

@@ -2,8 +2,9 @@
 
 :func:`resolve_testbed` turns the ``model`` parameter of every notebook, study and command into a
 :class:`Testbed`: a mixture testbed (``mixture-2d``, ``mixture-8d``: exact ``eps*`` and a trained
-MLP), an image testbed (``digits``, ``digits-cond``: a shipped UNet and its data), or a diffusers
-checkpoint folder with its data set (:mod:`.checkpoint`).
+MLP), an image testbed (``digits``, ``digits-cond``: a shipped UNet and its data), a diffusers
+checkpoint folder with its data set (:mod:`.checkpoint`), or a Stable-Diffusion-layout pipeline
+folder with captioned images or latents (:mod:`.pipeline`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vrg_analysis.core.schedules import NoiseSchedule
+from vrg_analysis.models.pipeline import is_pipeline_folder
 from vrg_analysis.models.protocol import resolve_device
 from vrg_analysis.testbeds.base import SET_METRICS, OnDevice, Reference, Scoring, Testbed
 from vrg_analysis.testbeds.checkpoint import (
@@ -27,6 +29,7 @@ from vrg_analysis.testbeds.mixture import (
     make_mixture_testbed,
     mixture_split,
 )
+from vrg_analysis.testbeds.pipeline import PipelineTestbed, make_pipeline_testbed
 
 __all__ = [
     "Testbed",
@@ -37,6 +40,7 @@ __all__ = [
     "MixtureTestbed",
     "ImageTestbed",
     "CheckpointTestbed",
+    "PipelineTestbed",
     "MixtureSplit",
     "mixture_split",
     "pixel_features",
@@ -77,10 +81,14 @@ def check_model(
                 "nor a folder holding a diffusers checkpoint"
             )
         if not isinstance(data, str | Path) or not str(data) or not Path(data).exists():
-            raise ValueError(
-                f"parameter {d}: a checkpoint folder needs the data it was trained on (an "
-                f"existing .npz, .npy or image folder), got {data!r}"
+            what = (
+                "a pipeline folder needs its captioned data (an image folder with captions.csv "
+                "or a latents file)"
+                if is_pipeline_folder(model)
+                else "a checkpoint folder needs the data it was trained on (an existing .npz, "
+                ".npy or image folder)"
             )
+            raise ValueError(f"parameter {d}: {what}, got {data!r}")
     try:
         resolve_device(str(device))
     except ValueError as exc:
@@ -119,8 +127,9 @@ def resolve_testbed(
     seed: int = 0,
     held_out_fraction: float = 0.25,
 ) -> Testbed:
-    """The testbed a ``model`` parameter names: a testbed name, or a diffusers checkpoint folder
-    with ``data``, the data set it was trained on (split ``held_out_fraction`` held out, seeded)."""
+    """The testbed a ``model`` parameter names: a testbed name, a diffusers checkpoint folder
+    with ``data``, the data set it was trained on, or a pipeline folder (Stable Diffusion layout)
+    with ``data``, captioned images or latents (split ``held_out_fraction`` held out, seeded)."""
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a testbed name or a folder, got {model!r}")
     resolve_device(device)  # an unknown or unavailable device is refused before any work
@@ -131,6 +140,5 @@ def resolve_testbed(
             f"unknown model {model!r}: not a testbed ({', '.join(known_testbeds())}) and not a "
             "folder holding a diffusers checkpoint"
         )
-    return make_checkpoint_testbed(
-        model, data, device=device, seed=seed, held_out_fraction=held_out_fraction
-    )
+    make = make_pipeline_testbed if is_pipeline_folder(model) else make_checkpoint_testbed
+    return make(model, data, device=device, seed=seed, held_out_fraction=held_out_fraction)

@@ -170,11 +170,11 @@ def optimize_trajectory(
     if alpha_bar_min is not None:
         if method != "exact":
             raise ValueError("alpha_bar_min is only available with method='exact'")
-        if not 0.0 < alpha_bar_min <= float(trajectory.alpha_bar[0]):
-            raise ValueError(
-                f"alpha_bar_min = {alpha_bar_min!r} must lie in (0, a_K = "
-                f"{float(trajectory.alpha_bar[0])!r}]"
-            )
+        a_k = float(trajectory.alpha_bar[0])
+        # 1e-12 relative: a schedule's alpha_bar(T) read through exp(log) may differ by an ulp
+        if not 0.0 < alpha_bar_min <= a_k * (1.0 + 1e-12):
+            raise ValueError(f"alpha_bar_min = {alpha_bar_min!r} must lie in (0, a_K = {a_k!r}]")
+        alpha_bar_min = min(alpha_bar_min, a_k)
     r0, lo, hi = ratio_bounds(trajectory, gamma)
     if alpha_bar_max is not None:
         if not r0[0] <= alpha_bar_max < 1.0:

@@ -79,6 +79,7 @@ from vrg_analysis.assumptions.decomposition import (
 from vrg_analysis.assumptions.samples import ErrorSample, errors_along_path, errors_on_data
 from vrg_analysis.assumptions.transfer import (
     TransferProfile,
+    classes_to_audit,
     transfer_audit,
     transfer_by_class,
     transfer_profile,
@@ -159,7 +160,8 @@ class Params:
     ``n_decompose`` (draws per level of the decomposition) and ``bootstrap`` (isotropy resamples)
     default by ``quick``: 1000 / 500 / 4000 / 100 quick, 20000 / 5000 / 20000 / 200 full; they
     are resolved to integers on construction. ``max_isotropy_dim``: image errors with more
-    dimensions are pooled to at most this many (:func:`reduce_dim`).
+    dimensions are pooled to at most this many, and to at most ``n_paths / 2`` (the isotropy
+    audit's least sample size) (:func:`reduce_dim`).
     """
 
     model: str = "mixture-2d"
@@ -422,6 +424,8 @@ def collect(bed: Any, traj: Trajectory, params: Params) -> Collected:
     cond = bed.conditional
     shape = bed.sample_shape
     d = int(np.prod(shape))
+    # the isotropy audit needs n >= 2 d paths: pool to at most n_paths / 2 dimensions
+    iso_dim = max(2, min(params.max_isotropy_dim, params.n_paths // 2))
 
     def on_data(x: torch.Tensor, y: torch.Tensor | None, stream: int) -> list[FloatArray]:
         vs_eps, vs_ref, vs_ref_iso = [], [], []
@@ -445,7 +449,7 @@ def collect(bed: Any, traj: Trajectory, params: Params) -> Collected:
             own = e_model - e_ref
             vs_eps.append(compact_errors(e_model))
             vs_ref.append(compact_errors(own))
-            vs_ref_iso.append(reduce_dim(own, shape, params.max_isotropy_dim, seed))
+            vs_ref_iso.append(reduce_dim(own, shape, iso_dim, seed))
         return [np.concatenate(p, axis=1) for p in (vs_eps, vs_ref, vs_ref_iso)]
 
     x_tr, y_tr = _subset(bed.train_x, bed.train_y if cond else None, params.n_samples, seed + 1)
@@ -466,7 +470,7 @@ def collect(bed: Any, traj: Trajectory, params: Params) -> Collected:
             bed.model, ref.model, x_T[rows], traj, model_kwargs=kw, reference_name=ref.name
         ).errors
         rms.append(compact_errors(e))
-        iso.append(reduce_dim(e, shape, params.max_isotropy_dim, seed))
+        iso.append(reduce_dim(e, shape, iso_dim, seed))
     path_rms, path_iso = np.concatenate(rms, axis=1), np.concatenate(iso, axis=1)
     return Collected(
         train_vs_eps=ErrorSample(tr_eps, levels, "training data", TRUE_NOISE, against_noise=True),
@@ -654,20 +658,26 @@ def _compute(params: Params) -> Result:
         rows_path = qualify(rows_path, traj.alpha_bar, unreliable, ctrl_ratio)
         rows_ca: list[AuditResult] = []
         rows_cb: list[AuditResult] = []
-        if bed.conditional:
+        # per class where a class has the rows for it (the pooled rows above cover every class)
+        held_classes = classes_to_audit(s.y_train, s.y_held) if bed.conditional else []
+        path_classes = classes_to_audit(s.y_train, s.y_path) if bed.conditional else []
+        if held_classes:
             rows_ca = transfer_by_class(
                 s.train_vs_eps,
                 s.held_vs_eps,
                 s.y_train,
                 s.y_held,
+                classes=held_classes,
                 tolerance=tol,
                 label="held-out vs training",
             )
+        if path_classes:
             rows_cb = transfer_by_class(
                 s.train_vs_ref,
                 s.path_vs_ref,
                 s.y_train,
                 s.y_path,
+                classes=path_classes,
                 tolerance=tol,
                 label="path vs training",
             )

@@ -1,0 +1,166 @@
+"""A text-conditional pipeline through the toolkit's paths (issue 16): the testbed, its guided
+model against the pipeline's own classifier-free guidance, Algorithm 1 with each row's caption,
+the guidance chapter as a stand-in study and the audit command, on the tiny random pipeline of
+``tests/tiny_pipeline.py`` with 40 captioned 16 x 16 images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("diffusers")
+
+from tiny_pipeline import build_tiny_pipeline, write_captions, write_images  # noqa: E402
+
+from vrg_analysis.models.guidance import GuidedEpsModel  # noqa: E402
+from vrg_analysis.models.pipeline import CaptionedEpsModel, is_pipeline_folder  # noqa: E402
+from vrg_analysis.profiling import profile_prediction_error  # noqa: E402
+from vrg_analysis.studies import guidance  # noqa: E402
+from vrg_analysis.testbeds import PipelineTestbed, check_model, resolve_testbed  # noqa: E402
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
+
+CAPTIONS = ["a cat", "a dog", "a cat, sitting", "a dog, sitting"]
+N_IMAGES = 40
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("sd")
+    (base / "raw").mkdir()
+    return build_tiny_pipeline(base / "tiny-sd", base / "raw")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("captioned")
+    names = write_images(root, N_IMAGES)
+    rows = [(n, CAPTIONS[i % len(CAPTIONS)]) for i, n in enumerate(names)]
+    write_captions(root / "captions.csv", rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bed(folder: Path, images: Path) -> PipelineTestbed:
+    out = resolve_testbed(str(folder), data=str(images))
+    assert isinstance(out, PipelineTestbed)
+    return out
+
+
+def test_a_pipeline_folder_is_a_testbed_with_captions_as_labels(
+    bed: PipelineTestbed, folder: Path
+) -> None:
+    assert is_pipeline_folder(folder)
+    assert bed.num_classes == len(CAPTIONS) and bed.conditional
+    assert bed.captions == tuple(CAPTIONS)  # first-seen order
+    assert bed.train_x.shape == (30, 4, 8, 8) and bed.held_out_x.shape == (10, 4, 8, 8)
+    assert bed.sample_shape == (4, 8, 8)
+    assert torch.equal(
+        torch.sort(torch.cat([bed.train_y, bed.held_out_y])).values,
+        torch.sort(torch.arange(N_IMAGES) % len(CAPTIONS)).values,
+    )
+    fp = bed.fingerprint
+    assert fp["dtype"] == "torch.float32" and set(fp["pipeline"]) >= {"unet", "vae"}
+    # the scorer decodes latents to images: 3 channels pooled to 8 x 8
+    scoring = bed.scoring()
+    assert scoring.set_features(bed.held_out_x).shape == (10, 3 * 8 * 8)
+    assert scoring.reference_moments[0].shape == (192,)
+
+
+def test_guided_captions_are_the_pipelines_own_guidance(bed: PipelineTestbed) -> None:
+    """GuidedEpsModel over the captions = PipelineEpsModel's classifier-free guidance (one UNet
+    batch of empty and caption prompts, diffusers' computation)."""
+    x = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10.0, 250.5, 600.0, 990.0])
+    labels = torch.tensor([0, 1, 2, 3])
+    w = 3.0
+    guided = bed.guided(0, w)
+    assert isinstance(guided, GuidedEpsModel) and isinstance(bed.model, CaptionedEpsModel)
+    ours = guided(x, t, labels)
+    theirs = bed.pipeline.with_guidance_scale(w)(x, t, prompt=[CAPTIONS[i] for i in labels])
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    # without a label: the empty prompt, the unconditional model
+    torch.testing.assert_close(bed.model(x, t), bed.pipeline.with_guidance_scale(0.0)(x, t))
+    assert float((ours - bed.model(x, t)).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.4"):
+        bed.model(x, t, torch.tensor([0, 1, 2, 5]))
+
+
+def test_algorithm_1_profiles_each_row_with_its_caption(bed: PipelineTestbed) -> None:
+    model = bed.guided(0, 2.0)
+    ts = np.array([50, 400, 900])
+    kw = {"label": bed.train_y}
+    prof = profile_prediction_error(model, bed.train_x, ts, progress=False, row_kwargs=kw)
+    again = profile_prediction_error(model, bed.train_x, ts, progress=False, row_kwargs=kw)
+    assert np.all(np.isfinite(prof.mse)) and np.all(prof.mse > 0)
+    np.testing.assert_array_equal(prof.mse, again.mse)
+    # another caption per row is another profile: the label reaches the model
+    other = profile_prediction_error(
+        model, bed.train_x, ts, progress=False, row_kwargs={"label": (bed.train_y + 1) % 4}
+    )
+    assert not np.allclose(other.mse, prof.mse)
+
+
+def test_guidance_chapter_runs_on_the_pipeline(folder: Path, images: Path) -> None:
+    """The stand-in study: the guidance chapter (VRG against two baselines, 3 seeds, paired)."""
+    params = guidance.Params(
+        model=str(folder),
+        data=str(images),
+        guidance_scales=(2.0,),
+        baselines=("time_uniform",),
+        steps=(4,),
+        profile_samples=8,
+        n_samples=6,
+        reference_steps=8,
+        n_boot=20,
+    )
+    result = guidance.run(params)
+    table = result.table
+    assert set(table.sampler) == {"ddim"} and set(table.K) == {4}
+    assert len(result.comparisons) == 1
+    comp = next(iter(result.comparisons.values()))
+    assert comp.set_metric == "pixel_frechet"
+    assert np.isfinite(table[["difference", "ci_low", "ci_high"]].to_numpy(dtype=float)).all()
+    assert set(table.metric) >= {"pixel_frechet"}
+    assert result.model_calls > 0
+
+
+def test_bad_pipeline_parameters_are_named(folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"parameter data: a pipeline folder needs its captioned"):
+        check_model(str(folder), str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"notes.txt.*unsupported latents file"):
+        bad = tmp_path / "notes.txt"
+        bad.write_text("x")
+        resolve_testbed(str(folder), data=str(bad))
+    with pytest.raises(ValueError, match=r"parameter model: guidance needs"):
+        guidance.Params(model=str(tmp_path))
+
+
+def test_audit_command_takes_a_pipeline(folder: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vrg_analysis",
+        "audit",
+        "--model",
+        str(folder),
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--quick",
+        "--no-notebooks",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "verdicts.csv").is_file() and (out / "verdicts.md").is_file()
