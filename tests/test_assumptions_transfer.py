@@ -22,6 +22,7 @@ from vrg_analysis.assumptions import (
     transfer_profile,
 )
 from vrg_analysis.assumptions.samples import errors_on_data
+from vrg_analysis.assumptions.transfer import MIN_TRANSFER_SAMPLES, classes_to_audit
 from vrg_analysis.models.analytic import PlantedErrorModel
 from vrg_analysis.testbeds import make_testbed
 
@@ -188,3 +189,12 @@ def test_by_class_validation():
         transfer_by_class(ref, oth, labels.astype(float), labels)
     with pytest.raises(ValueError, match="no class label occurs in both"):
         transfer_by_class(ref, oth, np.zeros(40, int), np.ones(40, int))
+
+
+def test_classes_to_audit_keeps_the_classes_with_enough_rows_on_both_sides() -> None:
+    n = MIN_TRANSFER_SAMPLES
+    ref = [0] * n + [1] * n + [2] * (n - 1) + [3] * n
+    other = [0] * n + [1] * (n - 1) + [2] * n + [4] * n
+    assert classes_to_audit(ref, other) == [0]
+    # one row per caption (a text-to-image data set): no class can be audited on its own
+    assert classes_to_audit(list(range(50)), list(range(50))) == []

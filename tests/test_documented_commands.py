@@ -14,12 +14,15 @@ checked as follows.
   is the same as one process's, bit for bit: ``test_profiling_distributed.py`` runs torchrun).
   Placeholders map to small real stand-ins built here (:meth:`StandIns.tokens`): a tiny
   randomly initialised diffusers ``UNet2DModel`` saved with ``save_pretrained`` (as in
-  ``test_models_diffusers.py``) with a matching ``.npz`` data set, and an ``ErrorProfile``.
+  ``test_models_diffusers.py``) with a matching ``.npz`` data set, an ``ErrorProfile``, and for
+  ``$SD_MODEL`` / ``$SD_DATA`` the tiny random Stable-Diffusion-layout pipeline of
+  ``tests/tiny_pipeline.py`` with 40 captioned images (also inside ``NAME=$TOKEN`` words).
   Options the CLI has are added where a command as written is too slow for CI or needs hardware:
   ``audit`` gets ``--quick`` and ``--no-notebooks`` (its notebook execution is tested once, in
   ``test_audit.py``), ``train`` gets ``--steps 2``, ``--device cuda`` (and a papermill ``device:
   cuda``) becomes ``cpu`` without CUDA (:func:`_ci_argv`). The cheap commands run in one helper
-  interpreter (``runpy`` of ``vrg_analysis.__main__``, exactly what ``python -m`` runs); every
+  interpreter (``runpy`` of ``vrg_analysis.__main__``, exactly what ``python -m`` runs); ``study
+  CHAPTER --params gpu`` runs the chapter's CI-sized ``quick`` set at toy sizes (``--set``); every
   ``audit`` is a subprocess of its own, run in a background thread while the other checks go on.
   Audit commands that parse to the same arguments except ``--out`` share one run; the others of the
   group are parsed with the CLI's own parser.
@@ -83,7 +86,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "notebooks/optimisers.ipynb": {"papermill": 1},
     "notebooks/predicted_vs_measured.ipynb": {"papermill": 1},
     "notebooks/published_profiles.ipynb": {"papermill": 1},
-    "notebooks/reproduce.ipynb": {"setup": 6, "papermill": 4, "cli": 2},
+    "notebooks/reproduce.ipynb": {"setup": 6, "papermill": 4, "cli": 5},
     "notebooks/testbed_models.ipynb": {"cli": 1},
     "notebooks/vrg_on_exact_testbed.ipynb": {"papermill": 1},
     "notebooks/when_vrg_helps.ipynb": {"papermill": 1},
@@ -231,6 +234,8 @@ class StandIns:
     checkpoint: Path  # a diffusers folder: unet/ and scheduler/
     data: Path  # its training data (.npz, uint8 images)
     profile: Path  # an ErrorProfile .npz
+    pipeline: Path  # a Stable-Diffusion-layout folder (tests/tiny_pipeline.py)
+    captioned: Path  # its captioned images
     workspaces: dict[str, Path] = field(default_factory=dict)
 
     def workspace(self, source: str) -> Path:
@@ -252,6 +257,8 @@ class StandIns:
             "DATA": str(self.data),
             "$DATA": str(self.data),
             "profile.npz": str(self.profile),
+            "$SD_MODEL": str(self.pipeline),
+            "$SD_DATA": str(self.captioned),
             "NAME": "mixture-2d-mlp",  # the recipe `train NAME` retrains (the quickest)
             "DIR": "models",
         }
@@ -286,7 +293,17 @@ def _build_stand_ins(root: Path) -> StandIns:
     a = NoiseSchedule.linear().alphas_cumprod
     profile = root / "profile.npz"
     ErrorProfile(alpha_bar=a, mse=0.01 + 0.5 * (1.0 - a)).save(profile)
-    return StandIns(root, ckpt, data, profile)
+    pytest.importorskip("transformers")
+    from tiny_pipeline import build_tiny_pipeline, write_captions, write_images
+
+    (root / "raw").mkdir()
+    pipeline = build_tiny_pipeline(root / "tiny-sd", root / "raw")
+    captioned = root / "captioned"
+    captioned.mkdir()
+    captions = ["a cat", "a dog", "a cat, sitting", "a dog, sitting"]
+    names = write_images(captioned, 40)
+    write_captions(captioned / "captions.csv", [(n, captions[i % 4]) for i, n in enumerate(names)])
+    return StandIns(root, ckpt, data, profile, pipeline, captioned)
 
 
 def _words(cmd: Command, stand: StandIns) -> list[str]:
@@ -296,7 +313,17 @@ def _words(cmd: Command, stand: StandIns) -> list[str]:
         text = text.replace(old, new)
     text = text.replace("$PWD", str(stand.workspace(cmd.source)))
     tokens = stand.tokens()
-    return [tokens.get(w, w) for w in shlex.split(text, comments=True)]
+    inner = {k: v for k, v in tokens.items() if k.startswith("$")}
+
+    def one(word: str) -> str:
+        if word in tokens:
+            return tokens[word]
+        if "=$" in word:  # --set model=$SD_MODEL
+            name, _, value = word.partition("=")
+            return f"{name}={inner.get(value, value)}"
+        return word
+
+    return [one(w) for w in shlex.split(text, comments=True)]
 
 
 # ================================================================================ the CLI
@@ -325,6 +352,11 @@ def _ci_argv(argv: list[str]) -> list[str]:
         out.append("--no-notebooks")
     if out and out[0] == "train" and "--steps" not in out:
         out += ["--steps", "2"]  # the recipes train for thousands of steps
+    if out and out[0] == "study" and "--params" in out:
+        # a GPU set takes GPU-hours: the chapter's CI-sized set, smaller still
+        out[out.index("--params") + 1] = "quick"
+        for toy in ("n_samples=8", "profile_samples=32", "reference_steps=10", "n_boot=20"):
+            out += ["--set", toy]
     if not torch.cuda.is_available():
         out = [
             "cpu" if w == "cuda" and i and out[i - 1] == "--device" else w
