@@ -19,6 +19,7 @@ pytest.importorskip("diffusers")
 from tiny_pipeline import build_tiny_pipeline, write_captions, write_images  # noqa: E402
 
 from vrg_analysis.models.guidance import GuidedEpsModel  # noqa: E402
+from vrg_analysis.models.latents import encode_image_folder  # noqa: E402
 from vrg_analysis.models.pipeline import CaptionedEpsModel, is_pipeline_folder  # noqa: E402
 from vrg_analysis.profiling import profile_prediction_error  # noqa: E402
 from vrg_analysis.studies import guidance, reproduce  # noqa: E402
@@ -57,7 +58,7 @@ def bed(folder: Path, images: Path) -> PipelineTestbed:
 
 
 def test_a_pipeline_folder_is_a_testbed_with_captions_as_labels(
-    bed: PipelineTestbed, folder: Path
+    bed: PipelineTestbed, folder: Path, images: Path
 ) -> None:
     assert is_pipeline_folder(folder)
     assert bed.num_classes == len(CAPTIONS) and bed.conditional
@@ -68,6 +69,12 @@ def test_a_pipeline_folder_is_a_testbed_with_captions_as_labels(
         torch.sort(torch.cat([bed.train_y, bed.held_out_y])).values,
         torch.sort(torch.arange(N_IMAGES) % len(CAPTIONS)).values,
     )
+    # each row keeps its own caption: find every row's image among the folder's encodings
+    encoded = encode_image_folder(bed.pipeline, images, embed=False)
+    for x, y in ((bed.train_x, bed.train_y), (bed.held_out_x, bed.held_out_y)):
+        for row, label in zip(x, y, strict=True):
+            (match,) = [i for i, z in enumerate(encoded.latents) if torch.equal(z, row)]
+            assert bed.captions[int(label)] == encoded.prompts[match]
     fp = bed.fingerprint
     assert fp["dtype"] == "torch.float32" and set(fp["pipeline"]) >= {"unet", "vae"}
     # the scorer decodes latents to images: 3 channels pooled to 8 x 8
