@@ -294,15 +294,12 @@ def _build_stand_ins(root: Path) -> StandIns:
     profile = root / "profile.npz"
     ErrorProfile(alpha_bar=a, mse=0.01 + 0.5 * (1.0 - a)).save(profile)
     pytest.importorskip("transformers")
-    from tiny_pipeline import build_tiny_pipeline, write_captions, write_images
+    from tiny_pipeline import build_tiny_pipeline, write_captioned_folder
 
-    (root / "raw").mkdir()
-    pipeline = build_tiny_pipeline(root / "tiny-sd", root / "raw")
+    pipeline = build_tiny_pipeline(root / "sd")
     captioned = root / "captioned"
     captioned.mkdir()
-    captions = ["a cat", "a dog", "a cat, sitting", "a dog, sitting"]
-    names = write_images(captioned, 40)
-    write_captions(captioned / "captions.csv", [(n, captions[i % 4]) for i, n in enumerate(names)])
+    write_captioned_folder(captioned, 40, ["a cat", "a dog", "a cat, sitting", "a dog, sitting"])
     return StandIns(root, ckpt, data, profile, pipeline, captioned)
 
 

@@ -21,8 +21,15 @@ import torch
 transformers = pytest.importorskip("transformers")
 diffusers = pytest.importorskip("diffusers")
 
-from tiny_pipeline import SCALING, SEQ, WIDTH, write_captions, write_images  # noqa: E402
-from tiny_pipeline import build_tiny_pipeline as _build  # noqa: E402
+from diffusers_orders import singlestep_groups  # noqa: E402
+from tiny_pipeline import (  # noqa: E402
+    SCALING,
+    SEQ,
+    WIDTH,
+    build_tiny_pipeline,  # noqa: E402
+    write_captions,
+    write_images,
+)
 
 from vrg_analysis import Trajectory, samplers  # noqa: E402
 from vrg_analysis.models import EpsModel, TorchEpsModel  # noqa: E402
@@ -57,9 +64,7 @@ TOL = 1e-4
 # --------------------------------------------------------------------------- the tiny pipeline
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("sd")
-    (base / "raw").mkdir()
-    return _build(base / "tiny-sd", base / "raw")
+    return build_tiny_pipeline(tmp_path_factory.mktemp("sd"))
 
 
 @pytest.fixture(scope="module")
@@ -184,17 +189,6 @@ def test_same_trajectory_as_stable_diffusion_pipeline(
     assert float((wrong_t - ref).abs().max()) > 100 * TOL
 
 
-def _groups(order_list: list[int]) -> list[int]:
-    """diffusers' singlestep per-step orders [1, 2, 1, 2, ..] as group sizes [.., 2, ..]."""
-    groups: list[int] = []
-    for o in order_list:
-        if o == 1:
-            groups.append(1)
-        else:
-            groups[-1] += 1
-    return groups
-
-
 @pytest.mark.parametrize("family", ["plms", "dpm_solver_pp_2s", "deis_logrho"])
 def test_other_sampler_families_match_the_pipeline(
     model: PipelineEpsModel, folder: Path, family: str
@@ -236,7 +230,7 @@ def test_other_sampler_families_match_the_pipeline(
             model,
             _x_T(),
             traj,
-            orders=_groups(pipe.scheduler.order_list),
+            orders=singlestep_groups(pipe.scheduler.order_list),
             order=2,
             algorithm="dpmsolver++",
             intermediate="diffusers",

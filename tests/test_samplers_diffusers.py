@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusers_orders import singlestep_groups
 
 from vrg_analysis import NoiseSchedule, Trajectory, samplers
 from vrg_analysis.models.analytic import GaussianMixture, OptimalEpsModel
@@ -47,17 +48,6 @@ def _diffusers_loop(scheduler, model, x: torch.Tensor, noises=None) -> torch.Ten
 
 def _levels(schedule: NoiseSchedule, timesteps) -> Trajectory:
     return Trajectory(schedule.alpha_bar(np.asarray(timesteps, dtype=np.float64)))
-
-
-def _groups(order_list: list[int]) -> list[int]:
-    """diffusers' per-step orders [1, 2, 3, 1, 2, 1, ..] as singlestep group sizes [3, 2, ..]."""
-    groups: list[int] = []
-    for o in order_list:
-        if o == 1:
-            groups.append(1)
-        else:
-            groups[-1] += 1
-    return groups
 
 
 def _last_level_state(fn, model, x, traj, **kw) -> torch.Tensor:
@@ -123,7 +113,7 @@ def test_singlestep_dpm_solver_matches_singlestep_scheduler(
     )
     ours, model = _setup(sched, n)
     ref = _diffusers_loop(sched, model, _x_T())
-    groups = _groups(sched.order_list)
+    groups = singlestep_groups(sched.order_list)
     # diffusers forms a third-order group's u2 with its solver_type's second-order update
     kw = {
         "order": order,

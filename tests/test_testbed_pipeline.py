@@ -16,7 +16,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
 
-from tiny_pipeline import build_tiny_pipeline, write_captions, write_images  # noqa: E402
+from tiny_pipeline import build_tiny_pipeline, write_captioned_folder  # noqa: E402
 
 from vrg_analysis.models.guidance import GuidedEpsModel  # noqa: E402
 from vrg_analysis.models.latents import encode_image_folder  # noqa: E402
@@ -36,17 +36,13 @@ N_IMAGES = 40
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("sd")
-    (base / "raw").mkdir()
-    return build_tiny_pipeline(base / "tiny-sd", base / "raw")
+    return build_tiny_pipeline(tmp_path_factory.mktemp("sd"))
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("captioned")
-    names = write_images(root, N_IMAGES)
-    rows = [(n, CAPTIONS[i % len(CAPTIONS)]) for i, n in enumerate(names)]
-    write_captions(root / "captions.csv", rows)
+    write_captioned_folder(root, N_IMAGES, CAPTIONS)
     return root
 
 

@@ -39,11 +39,14 @@ def _tokenizer(tmp: Path):  # noqa: ANN202 - transformers is imported lazily
     )
 
 
-def build_tiny_pipeline(root: Path, raw: Path) -> Path:
-    """The tiny pipeline in ``root`` (``raw``: a scratch folder for the tokenizer files)."""
+def build_tiny_pipeline(parent: Path) -> Path:
+    """The tiny pipeline, saved in ``parent/tiny-sd`` (its tokenizer's source files are written
+    to ``parent/tokenizer-src`` first); returns the pipeline folder."""
     import diffusers
     import transformers
 
+    root, raw = parent / "tiny-sd", parent / "tokenizer-src"
+    raw.mkdir(parents=True)
     tok = _tokenizer(raw)
     tok.save_pretrained(root / "tokenizer")
     torch.manual_seed(0)  # diffusers and transformers initialise from the global generator
@@ -119,3 +122,12 @@ def write_captions(path: Path, rows: list[tuple[str, str]]) -> Path:
         writer.writerow(["file", "caption"])
         writer.writerows(rows)
     return path
+
+
+def write_captioned_folder(folder: Path, n: int, captions: list[str]) -> list[tuple[str, str]]:
+    """``n`` random images in ``folder`` with a ``captions.csv`` cycling through ``captions``;
+    returns its rows ``(file, caption)``."""
+    names = write_images(folder, n)
+    rows = [(name, captions[i % len(captions)]) for i, name in enumerate(names)]
+    write_captions(folder / "captions.csv", rows)
+    return rows
